@@ -1,0 +1,555 @@
+"""Integer CDF tables and a vectorized range coder with escapes, on top of ``constriction``.
+
+Tables. A :class:`CdfTables` holds K fixed integer tables; table k covers the values
+``offsets[k] .. offsets[k] + lengths[k] - 1`` plus an ESCAPE symbol (alphabet index
+``lengths[k]``). Each is an integer pmf of ``PRECISION = 24`` bits (``constriction``'s default
+range coder): weights >= 1 summing to exactly ``2**24``, the ESCAPE weight at least ``2**8``
+(probability ``2**-16``, so an outlier costs at most ~16 bits plus its value's bits, even under a
+badly calibrated model). One ``constriction.stream.model.Categorical(weights - 1, perfect=False)``
+per table is built ONCE with the set: that quantizer gives every symbol one unit and shares the
+other ``2**24 - n`` units in proportion to its float64 input, which here sums to exactly
+``2**24 - n``; the scale factor is 1.0, the integer weights are reproduced bit for bit, and encoder
+and decoder always build identical models.
+
+Order. ``encode(symbols, indexes, tables)`` codes its symbols grouped by table: all of table 0's
+symbols in raster (C) order, then table 1's, ... (one ``constriction`` call per non-empty table),
+then the escaped values of the call, in that same order. The coder is a queue
+(``constriction.stream.queue.RangeEncoder``): decode calls mirror the encode calls. An escaped
+value x of a table with range ``[lo, hi]`` is a side bit (``Uniform(2)``, 1 if ``x > hi``), then
+``d1 = x - hi`` or ``lo - x`` (>= 1) Elias-gamma style: ``nb = bit_length(d1)`` in ``1 .. 33``
+(fixed Categorical, P(nb) ~ ``2**-nb``), then the ``nb - 1`` low bits of ``d1`` as at most two
+uniform chunks of <= 16 bits, low chunk first; each field for all escapes of a call at once.
+
+Blob layout (``SymbolEncoder.finish()``)::
+
+    uvarint(n)  |  words: m x uint32 little-endian  |  crc32: uint32 little-endian
+
+``n`` is the number of table-coded symbols (escape fields not counted; LEB128, <= 10 bytes),
+``words`` the sealed range-coder output, ``crc32`` (``zlib.crc32``) covers everything before it.
+The decoder checks CRC and alignment up front, refuses to decode past ``n`` symbols and checks
+decoded escapes: a corrupt, truncated or exhausted stream raises
+:class:`~tcmcodec.errors.FormatError` (never a crash, a hang or silently wrong output).
+
+Speed. Grouping is a stable argsort of 8-bit keys (numpy radix sort, O(N)). For large decode calls
+a helper thread computes it (GIL-free) and scatters decoded groups while ``constriction`` decodes
+the next ones, so on two free cores decoding costs little more than ``constriction`` itself.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import zlib
+from collections.abc import Sequence
+
+import constriction
+import numpy as np
+
+from tcmcodec.errors import FormatError
+
+__all__ = [
+    "PRECISION",
+    "ESCAPE_PRECISION",
+    "MAX_TABLE_LENGTH",
+    "CdfTables",
+    "SymbolEncoder",
+    "SymbolDecoder",
+    "encode_symbols",
+    "decode_symbols",
+]
+
+_model = constriction.stream.model
+_queue = constriction.stream.queue
+
+PRECISION = 24
+"""Bits of probability precision of every table (``constriction``'s default range coder)."""
+ESCAPE_PRECISION = 16
+"""The ESCAPE symbol has probability at least ``2**-ESCAPE_PRECISION``."""
+MAX_TABLE_LENGTH = 1 << 16
+"""Largest number of values one table may cover (values beyond are escaped)."""
+
+_TOTAL = 1 << PRECISION
+_ESCAPE_MIN_WEIGHT = 1 << (PRECISION - ESCAPE_PRECISION)
+_INT32_MIN = -(1 << 31)
+_INT32_MAX = (1 << 31) - 1
+_MAX_NB = 33  # bit_length(d + 1) <= 33 for int32 values and int32 table edges.
+_CHUNK = 16
+
+# Fixed models of the escape fields (built once; identical in encoder and decoder).
+_SIDE_MODEL = _model.Uniform(2)
+_NB_MODEL = _model.Categorical(np.ldexp(1.0, -np.arange(1, _MAX_NB + 1)), perfect=False)
+_UNIFORM_FAMILY = _model.Uniform()
+
+
+def _coder_call(fn, *args):
+    """Calls a constriction method, turning any failure into a one-line FormatError."""
+    try:
+        return fn(*args)
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as err:  # noqa: BLE001 - pyo3 panics derive from BaseException
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise FormatError(f"corrupt entropy-coded stream: {msg}") from err
+
+
+class CdfTables:
+    """A set of K fixed integer probability tables, each with an ESCAPE symbol.
+
+    Args:
+        weights: K integer arrays; ``weights[k]`` has ``lengths[k] + 1`` entries (the last is the
+            ESCAPE weight), every entry >= 1, the sum exactly ``2**PRECISION``.
+        offsets: (K,) integers; table k covers values ``offsets[k] .. offsets[k] + len - 1``.
+            The range must lie inside int32.
+
+    Raises:
+        ValueError: if the weights are not valid integer pmfs or do not match the offsets.
+    """
+
+    def __init__(self, weights: Sequence[np.ndarray], offsets: Sequence[int] | np.ndarray) -> None:
+        offsets = np.asarray(offsets)
+        if offsets.ndim != 1 or len(offsets) != len(weights) or len(weights) == 0:
+            raise ValueError(
+                f"need one offset per table and at least one table, got {len(weights)} tables "
+                f"and offsets of shape {offsets.shape}"
+            )
+        if offsets.size and not np.issubdtype(offsets.dtype, np.integer):
+            raise ValueError(f"offsets must be integers, got dtype {offsets.dtype}")
+        clean: list[np.ndarray] = []
+        for k, w in enumerate(weights):
+            w = np.asarray(w)
+            if w.ndim != 1 or w.size < 2 or not np.issubdtype(w.dtype, np.integer):
+                raise ValueError(f"table {k}: weights must be a 1-D integer array of >= 2 entries")
+            if w.size - 1 > MAX_TABLE_LENGTH:
+                raise ValueError(f"table {k}: {w.size - 1} values exceed {MAX_TABLE_LENGTH}")
+            w = w.astype(np.int64)
+            if w.min() < 1 or int(w.sum()) != _TOTAL:
+                raise ValueError(f"table {k}: weights must be >= 1 and sum to 2**{PRECISION}")
+            clean.append(w)
+        if len(clean) > 65536:
+            raise ValueError(f"at most 65536 tables per set, got {len(clean)}")
+        lengths = np.array([w.size - 1 for w in clean], dtype=np.int64)
+        lo = offsets.astype(np.int64)
+        if lo.min() < _INT32_MIN or (lo + lengths - 1).max() > _INT32_MAX:
+            raise ValueError("table ranges must lie inside int32")
+        self.weights: tuple[np.ndarray, ...] = tuple(clean)
+        self.offsets: np.ndarray = lo.astype(np.int32)  # (K,)
+        self.lengths: np.ndarray = lengths.astype(np.int32)  # (K,)
+        self.highs: np.ndarray = (lo + lengths - 1).astype(np.int32)  # (K,) last covered value
+        # One model per table, built once. Passing weights - 1 makes constriction reproduce the
+        # integer weights exactly (see the module docstring).
+        self.models = tuple(
+            _model.Categorical((w - 1).astype(np.float64), perfect=False) for w in clean
+        )
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def __repr__(self) -> str:
+        return f"CdfTables(K={len(self)}, max_length={int(self.lengths.max())})"
+
+    @classmethod
+    def from_pmfs(
+        cls,
+        pmfs: Sequence[np.ndarray],
+        offsets: Sequence[int] | np.ndarray,
+        tail_masses: Sequence[float] | np.ndarray | None = None,
+    ) -> CdfTables:
+        """Quantizes float pmfs into integer tables, deterministically.
+
+        Each table gets an ESCAPE weight ``max(ceil(tail * 2**PRECISION), 2**(PRECISION -
+        ESCAPE_PRECISION))``; the rest of the ``2**PRECISION`` units go to the values: one unit
+        each, the remainder in proportion to the pmf (floor, then largest fractional parts first,
+        ties to the lower value). Same float64 input -> same tables, on any run.
+
+        Args:
+            pmfs: K 1-D float arrays, ``pmfs[k][i]`` = probability of value ``offsets[k] + i``
+                (non-negative; need not sum to one, they are renormalized; an all-zero pmf becomes
+                uniform).
+            offsets: (K,) integers, the value of each pmf's first entry.
+            tail_masses: (K,) probability outside each pmf's range; default ``1 - sum(pmf)``
+                clipped at 0.
+
+        Returns:
+            The table set.
+
+        Raises:
+            ValueError: for non-finite or negative pmfs, mismatched lengths, or tables too long.
+        """
+        if len(pmfs) != len(np.asarray(offsets).reshape(-1)):
+            raise ValueError(f"got {len(pmfs)} pmfs but {np.asarray(offsets).size} offsets")
+        if tail_masses is not None and len(tail_masses) != len(pmfs):
+            raise ValueError(f"got {len(pmfs)} pmfs but {len(tail_masses)} tail masses")
+        weights = []
+        for k, pmf in enumerate(pmfs):
+            p = np.asarray(pmf, dtype=np.float64).reshape(-1)
+            if p.size < 1 or p.size > MAX_TABLE_LENGTH:
+                raise ValueError(f"pmf {k}: length {p.size} not in [1, {MAX_TABLE_LENGTH}]")
+            if not np.all(np.isfinite(p)) or p.min() < 0:
+                raise ValueError(f"pmf {k}: probabilities must be finite and non-negative")
+            tail = max(0.0, 1.0 - float(p.sum())) if tail_masses is None else float(tail_masses[k])
+            if not math.isfinite(tail) or tail < 0:
+                raise ValueError(f"pmf {k}: tail mass must be finite and non-negative")
+            escape = min(max(math.ceil(tail * _TOTAL), _ESCAPE_MIN_WEIGHT), _TOTAL // 2)
+            free = _TOTAL - escape - p.size
+            total = float(p.sum())
+            if total <= 0:
+                p, total = np.ones_like(p), float(p.size)
+            scaled = p * (free / total)
+            w = np.floor(scaled).astype(np.int64)
+            rest = free - int(w.sum())
+            if rest > 0:  # largest fractional parts first (stable: lower value wins ties)
+                w[np.argsort(-(scaled - w), kind="stable")[:rest]] += 1
+            elif rest < 0:  # float rounding overshoot (tiny): take from the largest entries
+                w[np.argsort(-w, kind="stable")[:-rest]] -= 1
+            weights.append(np.append(w + 1, escape))
+        return cls(weights, np.asarray(offsets).reshape(-1).astype(np.int64))
+
+
+def _grouping_order(keys: np.ndarray) -> np.ndarray:
+    """Positions grouped by table (table 0's first), raster order within a table, (N,).
+
+    A stable argsort of 8/16-bit keys is a radix sort in numpy: O(N), and it runs without the
+    GIL, so the decoder computes it on a helper thread while ``constriction`` decodes.
+    """
+    return np.argsort(keys, kind="stable")
+
+
+def _scatter_groups(
+    keys: np.ndarray, grouped: np.ndarray, out: np.ndarray, ready: queue.SimpleQueue
+) -> np.ndarray:
+    """Helper-thread half of a decode: ``out[order] = grouped``, one group at a time.
+
+    Args:
+        keys: (N,) table keys; sorted here into the grouping order.
+        grouped: (N,) values in grouping order, filled by the decoding thread.
+        out: (N,) destination in raster order.
+        ready: receives ``(start, stop)`` for each group once ``grouped[start:stop]`` is final,
+            then ``None``.
+
+    Returns:
+        The grouping order (N,).
+    """
+    order = _grouping_order(keys)
+    while (item := ready.get()) is not None:
+        start, stop = item
+        out[order[start:stop]] = grouped[start:stop]
+    return order
+
+
+_THREAD_MIN_SYMBOLS = 1 << 16
+
+
+def _run_in_thread(fn, *args) -> tuple[threading.Thread, dict]:
+    """Starts ``fn(*args)`` on a fresh daemon thread (no pool: no global state, fork-safe).
+
+    Returns:
+        The thread and a dict that receives ``"result"`` or ``"error"`` once it has finished.
+    """
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn(*args)
+        except BaseException as err:  # noqa: BLE001 - re-raised by the caller
+            box["error"] = err
+
+    thread = threading.Thread(target=run, name="tcmcodec-coder", daemon=True)
+    thread.start()
+    return thread, box
+
+
+def _table_keys(indexes: np.ndarray, tables: CdfTables) -> tuple[np.ndarray, np.ndarray]:
+    """Validates table indexes; returns them as small keys and the symbol count per table.
+
+    Args:
+        indexes: integer array, any shape, values in ``[0, len(tables))``.
+        tables: the table set.
+
+    Returns:
+        ``(keys, counts)``: ``keys`` (N,) uint8 (uint16 beyond 256 tables) in raster order,
+        ``counts`` (K,) int64.
+
+    Raises:
+        ValueError: on a non-integer dtype or an index out of range.
+    """
+    if not isinstance(tables, CdfTables):
+        raise ValueError(f"tables must be a CdfTables, got {type(tables).__name__}")
+    num = len(tables)
+    flat = indexes.reshape(-1)
+    if flat.size == 0:
+        return flat.astype(np.uint8), np.zeros(num, dtype=np.int64)
+    if not np.issubdtype(flat.dtype, np.integer):
+        raise ValueError(f"indexes must be integers, got dtype {flat.dtype}")
+    bad = ValueError(f"indexes must lie in [0, {num})")
+    if flat.dtype.kind == "u" and flat.dtype.itemsize == 8:
+        if int(flat.max()) >= num:
+            raise bad
+        flat = flat.astype(np.int64)
+    try:  # one pass: counts, and the range check (negative -> ValueError, too large -> size)
+        counts = np.bincount(flat, minlength=num)
+    except ValueError:
+        raise bad from None
+    if counts.size > num:
+        raise bad
+    return flat.astype(np.uint8 if num <= 256 else np.uint16), counts
+
+
+def _join_escapes(
+    escapes: list[tuple[np.ndarray, int, int]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concatenates per-table escape records ``(array (E_k,), lo_k, len_k)`` into (E,) arrays."""
+    sizes = [e[0].size for e in escapes]
+    lo = np.repeat(np.array([e[1] for e in escapes], dtype=np.int64), sizes)
+    ln = np.repeat(np.array([e[2] for e in escapes], dtype=np.int64), sizes)
+    return np.concatenate([e[0] for e in escapes]), lo, ln
+
+
+def _bit_length(x: np.ndarray) -> np.ndarray:
+    """Bit length of positive int64 values below 2**53 (exact via frexp)."""
+    return np.frexp(x.astype(np.float64))[1].astype(np.int64)
+
+
+class SymbolEncoder:
+    """Accumulates int32 symbols into one range-coded blob (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._encoder = _queue.RangeEncoder()
+        self._count = 0
+        self._finished = False
+
+    def encode(self, symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables) -> None:
+        """Appends symbols, each coded with the table named by its index.
+
+        Args:
+            symbols: integer array, any shape; every value must fit in int32 (values outside a
+                table's range are escaped, losslessly).
+            indexes: integer array of the same shape, table index of each symbol in
+                ``[0, len(tables))``.
+            tables: the table set.
+
+        Raises:
+            ValueError: on mismatched shapes, non-integer dtypes, values outside int32, indexes
+                out of range, or if ``finish()`` was already called.
+        """
+        if self._finished:
+            raise ValueError("encode() after finish()")
+        symbols = np.asarray(symbols)
+        indexes = np.asarray(indexes)
+        if symbols.shape != indexes.shape:
+            raise ValueError(f"symbols {symbols.shape} and indexes {indexes.shape} differ in shape")
+        if symbols.size and not np.issubdtype(symbols.dtype, np.integer):
+            raise ValueError(f"symbols must be integers, got dtype {symbols.dtype}")
+        keys, counts = _table_keys(indexes, tables)
+        sym = symbols.reshape(-1)
+        if sym.size == 0:
+            return
+        if sym.dtype != np.int32:
+            if sym.min() < _INT32_MIN or sym.max() > _INT32_MAX:
+                raise ValueError("symbols must fit in int32")
+            sym = sym.astype(np.int32)
+
+        s = sym[_grouping_order(keys)]  # (N,) grouped by table
+        escapes: list[tuple[np.ndarray, int, int]] = []
+        start = 0
+        for k in np.flatnonzero(counts).tolist():
+            stop = start + int(counts[k])
+            seg = s[start:stop]
+            lo, ln = int(tables.offsets[k]), int(tables.lengths[k])
+            # v = seg - lo with int32 wrap-around; as uint32 it is < ln exactly for the values
+            # inside the table (table ranges lie inside int32, see CdfTables).
+            v = seg - np.int32(lo)
+            outside = v.view(np.uint32) >= ln
+            if outside.any():
+                escapes.append((seg[outside], lo, ln))
+                v[outside] = ln
+            self._encoder.encode(v, tables.models[k])
+            start = stop
+        self._count += int(sym.size)
+        if escapes:
+            self._encode_escapes(*_join_escapes(escapes))
+
+    def _encode_escapes(self, x: np.ndarray, lo: np.ndarray, ln: np.ndarray) -> None:
+        """Codes escaped values x (E,) of tables with ranges [lo, lo + ln) (E,)."""
+        x = x.astype(np.int64)
+        lo = lo.astype(np.int64)
+        hi = lo + ln.astype(np.int64) - 1
+        side = x > hi  # (E,)
+        d1 = np.where(side, x - hi, lo - x)  # distance + 1 >= 1, < 2**33
+        nb = _bit_length(d1)  # (E,) in 1 .. 33
+        mant = d1 - np.left_shift(np.int64(1), nb - 1)  # nb - 1 low bits
+        self._encoder.encode(side.astype(np.int32), _SIDE_MODEL)
+        self._encoder.encode((nb - 1).astype(np.int32), _NB_MODEL)
+        for c in range(2):
+            bits = np.clip(nb - 1 - _CHUNK * c, 0, _CHUNK)
+            sel = bits > 0
+            if sel.any():
+                chunk = (mant[sel] >> (_CHUNK * c)) & ((np.int64(1) << bits[sel]) - 1)
+                sizes = (np.int64(1) << bits[sel]).astype(np.int32)
+                self._encoder.encode(chunk.astype(np.int32), _UNIFORM_FAMILY, sizes)
+
+    def finish(self) -> bytes:
+        """Seals the stream and returns the blob; the encoder cannot be used afterwards.
+
+        Returns:
+            ``uvarint(n) | words | crc32`` (see the module docstring).
+        """
+        if self._finished:
+            raise ValueError("finish() called twice")
+        self._finished = True
+        words = np.asarray(self._encoder.get_compressed(), dtype="<u4").tobytes()
+        body = _uvarint(self._count) + words
+        return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+class SymbolDecoder:
+    """Decodes a blob written by :class:`SymbolEncoder`; calls must mirror the encode calls.
+
+    Args:
+        data: the blob (``bytes``, ``bytearray`` or ``memoryview``).
+
+    Raises:
+        FormatError: if the blob is truncated, misaligned or fails its checksum.
+    """
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ValueError(f"data must be bytes, got {type(data).__name__}")
+        data = bytes(data)
+        if len(data) < 5:
+            raise FormatError(f"entropy-coded stream too short ({len(data)} bytes)")
+        body, crc = data[:-4], int.from_bytes(data[-4:], "little")
+        if zlib.crc32(body) != crc:
+            raise FormatError("entropy-coded stream fails its CRC32 check (corrupt or truncated)")
+        self._count, pos = _read_uvarint(body)
+        words = body[pos:]
+        if len(words) % 4:
+            raise FormatError(f"entropy-coded stream: {len(words)} payload bytes, not whole words")
+        self._decoder = _queue.RangeDecoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
+        self._used = 0
+
+    @property
+    def remaining(self) -> int:
+        """Number of table-coded symbols not decoded yet."""
+        return self._count - self._used
+
+    def decode(self, indexes: np.ndarray, tables: CdfTables) -> np.ndarray:
+        """Decodes one symbol per index, mirroring an ``encode(symbols, indexes, tables)`` call.
+
+        Args:
+            indexes: integer array, any shape; table index of each symbol.
+            tables: the same table set the encoder used.
+
+        Returns:
+            int32 array of the shape of ``indexes``.
+
+        Raises:
+            ValueError: on bad indexes or tables.
+            FormatError: if the stream is exhausted or its content is inconsistent.
+        """
+        indexes = np.asarray(indexes)
+        keys, counts = _table_keys(indexes, tables)
+        n = keys.size
+        if n > self.remaining:
+            raise FormatError(
+                f"entropy-coded stream exhausted: {n} symbols asked, {self.remaining} left"
+            )
+        self._used += n
+        out = np.empty(n, dtype=np.int32)
+        if n == 0:
+            return out.reshape(indexes.shape)
+        s = np.empty(n, dtype=np.int32)  # (N,) decoded values, grouped by table
+        # Large calls: a helper thread computes the grouping order (GIL-free radix sort) and
+        # scatters each decoded group into ``out`` while the next groups are being decoded.
+        threaded = n >= _THREAD_MIN_SYMBOLS
+        ready: queue.SimpleQueue | None = queue.SimpleQueue() if threaded else None
+        helper = None if ready is None else _run_in_thread(_scatter_groups, keys, s, out, ready)
+        escapes: list[tuple[np.ndarray, int, int]] = []  # (positions in s, lo, ln)
+        try:
+            start = 0
+            for k in np.flatnonzero(counts).tolist():
+                stop = start + int(counts[k])
+                values = _coder_call(self._decoder.decode, tables.models[k], stop - start)
+                lo, ln = int(tables.offsets[k]), int(tables.lengths[k])
+                if int(values.max()) == ln:  # ESCAPE symbols (rare)
+                    escapes.append((np.flatnonzero(values == ln) + start, lo, ln))
+                np.add(values, np.int32(lo), out=s[start:stop])  # escape slots fixed below
+                if ready is not None:
+                    ready.put((start, stop))
+                start = stop
+        finally:
+            if ready is not None:
+                ready.put(None)  # always release the helper thread
+        if helper is None:
+            order = _grouping_order(keys)
+            out[order] = s
+        else:
+            helper[0].join()
+            if "error" in helper[1]:
+                raise helper[1]["error"]
+            order = helper[1]["result"]
+        if escapes:
+            pos, lo, ln = _join_escapes(escapes)
+            out[order[pos]] = self._decode_escapes(lo, ln)
+        return out.reshape(indexes.shape)
+
+    def _decode_escapes(self, lo: np.ndarray, ln: np.ndarray) -> np.ndarray:
+        """Decodes the escaped values of tables with ranges [lo, lo + ln) (E,)."""
+        e = lo.size
+        lo = lo.astype(np.int64)
+        hi = lo + ln.astype(np.int64) - 1
+        side = _coder_call(self._decoder.decode, _SIDE_MODEL, e).astype(bool)
+        nb = _coder_call(self._decoder.decode, _NB_MODEL, e).astype(np.int64) + 1
+        mant = np.zeros(e, dtype=np.int64)
+        for c in range(2):
+            bits = np.clip(nb - 1 - _CHUNK * c, 0, _CHUNK)
+            sel = bits > 0
+            if sel.any():
+                sizes = (np.int64(1) << bits[sel]).astype(np.int32)
+                chunk = _coder_call(self._decoder.decode, _UNIFORM_FAMILY, sizes)
+                mant[sel] |= chunk.astype(np.int64) << (_CHUNK * c)
+        d1 = mant + np.left_shift(np.int64(1), nb - 1)
+        x = np.where(side, hi + d1, lo - d1)
+        if x.min() < _INT32_MIN or x.max() > _INT32_MAX:
+            raise FormatError("corrupt entropy-coded stream: escaped value outside int32")
+        return x.astype(np.int32)
+
+    def finish(self) -> None:
+        """Checks that every coded symbol was decoded.
+
+        Raises:
+            FormatError: if symbols are left over (the stream does not match the decode calls).
+        """
+        if self.remaining:
+            raise FormatError(f"entropy-coded stream has {self.remaining} undecoded symbols")
+
+
+def encode_symbols(
+    encoder: SymbolEncoder, symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables
+) -> None:
+    """Functional form of :meth:`SymbolEncoder.encode` (same arguments)."""
+    encoder.encode(symbols, indexes, tables)
+
+
+def decode_symbols(decoder: SymbolDecoder, indexes: np.ndarray, tables: CdfTables) -> np.ndarray:
+    """Functional form of :meth:`SymbolDecoder.decode` (same arguments and result)."""
+    return decoder.decode(indexes, tables)
+
+
+def _uvarint(n: int) -> bytes:
+    """LEB128 encoding of a non-negative integer."""
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
+
+
+def _read_uvarint(data: bytes) -> tuple[int, int]:
+    """Reads a LEB128 integer at the start of data; returns (value, bytes used)."""
+    value = 0
+    for i in range(min(len(data), 10)):
+        value |= (data[i] & 0x7F) << (7 * i)
+        if not data[i] & 0x80:
+            return value, i + 1
+    raise FormatError("entropy-coded stream: bad symbol-count header")

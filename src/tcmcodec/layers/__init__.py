@@ -1,0 +1,32 @@
+"""Neural network layers of the TCM family."""
+
+from .attention import SwinBlock, WindowAttention
+from .blocks import (
+    ResidualBlock,
+    ResidualBlockUpsample,
+    ResidualBlockWithStride,
+    ResidualUnit,
+    conv1x1,
+    conv3x3,
+    subpel_conv3x3,
+)
+from .gdn import GDN
+from .swatten import SWAtten, SwinPair
+from .tcm_block import TCMBlock, tcm_stage
+
+__all__ = [
+    "GDN",
+    "ResidualBlock",
+    "ResidualBlockUpsample",
+    "ResidualBlockWithStride",
+    "ResidualUnit",
+    "SWAtten",
+    "SwinBlock",
+    "SwinPair",
+    "TCMBlock",
+    "WindowAttention",
+    "conv1x1",
+    "conv3x3",
+    "subpel_conv3x3",
+    "tcm_stage",
+]

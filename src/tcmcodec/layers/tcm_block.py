@@ -1,0 +1,48 @@
+"""The TCM block (the reference's ``ConvTransBlock``): a parallel CNN + Swin transformer block."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .attention import SwinBlock
+from .blocks import ResidualBlock
+
+__all__ = ["TCMBlock"]
+
+
+class TCMBlock(nn.Module):
+    """Mixed Transformer-CNN block on ``conv_dim + trans_dim`` channels.
+
+    ``t = conv1_1(x)`` is split into a convolutional part (``conv_block``, a residual block, plus a
+    further identity) and a transformer part (``trans_block``, a Swin block on channels-last); the
+    two are concatenated, mixed by ``conv1_2`` and added to the input.
+
+    Args:
+        conv_dim: channels of the convolutional path.
+        trans_dim: channels of the transformer path.
+        head_dim: channels per attention head.
+        window: attention window size.
+        shifted: shifted windows ("SW") instead of regular ones ("W").
+    """
+
+    def __init__(self, conv_dim: int, trans_dim: int, head_dim: int, window: int, shifted: bool = False):
+        super().__init__()
+        self.conv_dim, self.trans_dim = conv_dim, trans_dim
+        dim = conv_dim + trans_dim
+        self.trans_block = SwinBlock(trans_dim, head_dim, window, shifted)
+        self.conv1_1 = nn.Conv2d(dim, dim, kernel_size=1)
+        self.conv1_2 = nn.Conv2d(dim, dim, kernel_size=1)
+        self.conv_block = ResidualBlock(conv_dim)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W), C = conv_dim + trans_dim
+        conv_x, trans_x = torch.split(self.conv1_1(x), (self.conv_dim, self.trans_dim), dim=1)
+        conv_x = self.conv_block(conv_x) + conv_x
+        trans_x = self.trans_block(trans_x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # via (B, H, W, C)
+        return x + self.conv1_2(torch.cat((conv_x, trans_x), dim=1))
+
+
+def tcm_stage(dim: int, depth: int, head_dim: int, window: int) -> list[nn.Module]:
+    """``depth`` TCM blocks on ``dim`` channels (split in halves), alternating W and SW windows."""
+    half = dim // 2
+    return [TCMBlock(half, dim - half, head_dim, window, shifted=bool(i % 2)) for i in range(depth)]

@@ -1,0 +1,61 @@
+"""Continuous-rate gain units (Cui et al., "Asymmetric Gained Deep Image Compression with Continuous
+Rate Adaptation", CVPR 2021)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["GainUnit", "quality_to_lambda", "LAMBDAS"]
+
+#: CompressAI's lambda grid for MSE models; quality q = 1..8 maps onto it.
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
+
+
+def quality_to_lambda(quality: float) -> float:
+    """The rate-distortion trade-off lambda for a real quality in [1, 8], log-interpolated on ``LAMBDAS``.
+
+    Args:
+        quality: quality level; integers hit the grid exactly.
+
+    Returns:
+        lambda for the MSE loss ``lambda * 255^2 * MSE + bpp``.
+    """
+    if not 1.0 <= quality <= len(LAMBDAS):
+        raise ValueError(f"quality must be in [1, {len(LAMBDAS)}], got {quality}")
+    lo = min(int(math.floor(quality)), len(LAMBDAS) - 1)
+    t = quality - lo
+    return math.exp((1 - t) * math.log(LAMBDAS[lo - 1]) + t * math.log(LAMBDAS[lo]))
+
+
+class GainUnit(nn.Module):
+    """Per-channel gain vectors for L discrete quality levels, interpolated for real qualities.
+
+    For quality q in [1, L], with l = floor(q) and t = q - l, the gain is
+    ``g[l]^(1-t) * g[l+1]^t`` (exponential interpolation), as in Cui et al.
+
+    Args:
+        levels: number of discrete levels L.
+        channels: number of channels C the gain multiplies.
+    """
+
+    def __init__(self, levels: int, channels: int):
+        super().__init__()
+        if levels < 2 or channels < 1:
+            raise ValueError(f"need levels >= 2 and channels >= 1, got {levels}, {channels}")
+        self.levels = levels
+        self.gain = nn.Parameter(torch.ones(levels, channels))
+
+    def vector(self, quality: Tensor) -> Tensor:
+        """Gains for each batch element: quality (B,) in [1, L] -> (B, C, 1, 1)."""
+        q = quality.to(self.gain.dtype).clamp(1, self.levels) - 1  # 0-based level
+        lo = q.floor().long().clamp(max=self.levels - 2)
+        t = (q - lo.to(q.dtype)).unsqueeze(1)  # (B, 1)
+        g = self.gain.abs().clamp_min(1e-6)  # keep gains positive for log-interpolation
+        out = torch.exp((1 - t) * torch.log(g[lo]) + t * torch.log(g[lo + 1]))  # (B, C)
+        return out[:, :, None, None]
+
+    def forward(self, x: Tensor, quality: Tensor) -> Tensor:  # (B, C, H, W)
+        return x * self.vector(quality)

@@ -1,0 +1,360 @@
+"""The TCM model family (Liu, Sun & Katto, CVPR 2023), compatible with the official checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from ..entropy import EntropyBottleneck, GaussianConditional, SymbolDecoder, SymbolEncoder
+from ..layers import ResidualBlockUpsample, ResidualBlockWithStride, SWAtten, conv3x3, subpel_conv3x3, tcm_stage
+from .gain import GainUnit
+
+__all__ = ["TCMConfig", "TCM", "ModelStreams"]
+
+
+@dataclass(frozen=True)
+class TCMConfig:
+    """Hyper-parameters of a TCM model. The defaults are the reference ``tcm-l`` (N = 128).
+
+    Args:
+        N: width of each path of a TCM block; the main path has 2N channels.
+        M: latent channels of y.
+        z_channels: channels of the hyper-latent z.
+        num_slices: channel slices of the autoregressive entropy model (M must divide evenly).
+        max_support_slices: how many earlier slices each slice sees.
+        depths: TCM blocks per stage: g_a's three stages, then g_s's three stages.
+        head_dims: attention head width of each of those six stages.
+        window: attention window of g_a and g_s.
+        hyper_depth: TCM blocks in h_a and in each hyper-synthesis.
+        hyper_head_dim: attention head width in the hyper transforms.
+        hyper_window: attention window in the hyper transforms.
+        atten_inter_dim: squeezed width of SWAtten.
+        atten_head_dim: attention head width of SWAtten.
+        atten_window: attention window of SWAtten.
+        cc_hidden: hidden widths of the mean / scale / LRP transforms.
+        num_gains: 0 for a fixed-rate model; L >= 2 for continuous rate with L gain levels
+            (quality in [1, L]).
+    """
+
+    N: int = 128
+    M: int = 320
+    z_channels: int = 192
+    num_slices: int = 5
+    max_support_slices: int = 5
+    depths: tuple[int, ...] = (2, 2, 2, 2, 2, 2)
+    head_dims: tuple[int, ...] = (8, 16, 32, 32, 16, 8)
+    window: int = 8
+    hyper_depth: int = 2
+    hyper_head_dim: int = 32
+    hyper_window: int = 4
+    atten_inter_dim: int = 128
+    atten_head_dim: int = 16
+    atten_window: int = 8
+    cc_hidden: tuple[int, int] = (224, 128)
+    num_gains: int = 0
+
+    def __post_init__(self) -> None:
+        if self.N < 1 or self.M < 1 or self.z_channels < 1:
+            raise ValueError("N, M and z_channels must be positive")
+        if self.num_slices < 1 or self.M % self.num_slices:
+            raise ValueError(f"M ({self.M}) must be a positive multiple of num_slices ({self.num_slices})")
+        if len(self.depths) != 6 or len(self.head_dims) != 6:
+            raise ValueError("depths and head_dims need six entries (three g_a stages, three g_s stages)")
+        if self.num_gains == 1 or self.num_gains < 0:
+            raise ValueError(f"num_gains must be 0 or >= 2, got {self.num_gains}")
+        # Lists from JSON / argparse become tuples, so configs compare and hash.
+        for name in ("depths", "head_dims", "cc_hidden"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TCMConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown TCMConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class ModelStreams:
+    """The entropy-coded latents of one image.
+
+    Args:
+        z: coded hyper-latent symbols.
+        y: coded latent symbols (all slices).
+        z_shape: (height, width) of z, i.e. the padded image size / 64.
+        x_hat: the encoder-side reconstruction (1, 3, H, W), when asked for; never stored.
+    """
+
+    z: bytes
+    y: bytes
+    z_shape: tuple[int, int]
+    x_hat: Tensor | None = field(default=None, repr=False)
+
+
+def _cc_transform(in_ch: int, hidden: tuple[int, int], out_ch: int) -> nn.Sequential:
+    return nn.Sequential(
+        conv3x3(in_ch, hidden[0]), nn.GELU(), conv3x3(hidden[0], hidden[1]), nn.GELU(), conv3x3(hidden[1], out_ch)
+    )
+
+
+class TCM(nn.Module):
+    """Learned image codec with mixed Transformer-CNN transforms and a channel-wise Swin entropy model.
+
+    Module names equal the official checkpoint's, so ``model.load_state_dict(official)`` works.
+    Images go in as (B, 3, H, W) floats in [0, 1] with H and W multiples of ``pad_multiple`` (64);
+    ``tcmcodec.codec`` pads arbitrary images.
+
+    Args:
+        config: the hyper-parameters (``TCMConfig``).
+    """
+
+    pad_multiple = 64
+
+    def __init__(self, config: TCMConfig | None = None):
+        super().__init__()
+        self.config = c = config or TCMConfig()
+        C = 2 * c.N
+        d, hd = c.depths, c.head_dims
+        self.g_a = nn.Sequential(
+            ResidualBlockWithStride(3, C, 2),
+            *tcm_stage(C, d[0], hd[0], c.window),
+            ResidualBlockWithStride(C, C, 2),
+            *tcm_stage(C, d[1], hd[1], c.window),
+            ResidualBlockWithStride(C, C, 2),
+            *tcm_stage(C, d[2], hd[2], c.window),
+            conv3x3(C, c.M, stride=2),
+        )
+        self.g_s = nn.Sequential(
+            ResidualBlockUpsample(c.M, C, 2),
+            *tcm_stage(C, d[3], hd[3], c.window),
+            ResidualBlockUpsample(C, C, 2),
+            *tcm_stage(C, d[4], hd[4], c.window),
+            ResidualBlockUpsample(C, C, 2),
+            *tcm_stage(C, d[5], hd[5], c.window),
+            subpel_conv3x3(C, 3, 2),
+        )
+        hyper = (c.hyper_depth, c.hyper_head_dim, c.hyper_window)
+        self.h_a = nn.Sequential(
+            ResidualBlockWithStride(c.M, C, 2), *tcm_stage(C, *hyper), conv3x3(C, c.z_channels, stride=2)
+        )
+        self.h_mean_s = nn.Sequential(
+            ResidualBlockUpsample(c.z_channels, C, 2), *tcm_stage(C, *hyper), subpel_conv3x3(C, c.M, 2)
+        )
+        self.h_scale_s = nn.Sequential(
+            ResidualBlockUpsample(c.z_channels, C, 2), *tcm_stage(C, *hyper), subpel_conv3x3(C, c.M, 2)
+        )
+        sd = self.slice_dim
+        support = [c.M + sd * min(i, c.max_support_slices) for i in range(c.num_slices)]
+        atten = dict(inter_dim=c.atten_inter_dim, head_dim=c.atten_head_dim, window=c.atten_window)
+        self.atten_mean = nn.ModuleList(nn.Sequential(SWAtten(ch, **atten)) for ch in support)
+        self.atten_scale = nn.ModuleList(nn.Sequential(SWAtten(ch, **atten)) for ch in support)
+        self.cc_mean_transforms = nn.ModuleList(_cc_transform(ch, c.cc_hidden, sd) for ch in support)
+        self.cc_scale_transforms = nn.ModuleList(_cc_transform(ch, c.cc_hidden, sd) for ch in support)
+        self.lrp_transforms = nn.ModuleList(_cc_transform(ch + sd, c.cc_hidden, sd) for ch in support)
+        self.entropy_bottleneck = EntropyBottleneck(c.z_channels)
+        self.gaussian_conditional = GaussianConditional()
+        if c.num_gains:
+            self.gain = GainUnit(c.num_gains, c.M)
+            self.inv_gain = GainUnit(c.num_gains, c.M)
+            self.hyper_gain = GainUnit(c.num_gains, c.z_channels)
+            self.inv_hyper_gain = GainUnit(c.num_gains, c.z_channels)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def slice_dim(self) -> int:
+        return self.config.M // self.config.num_slices
+
+    @property
+    def continuous_rate(self) -> bool:
+        """Whether the model takes a real-valued quality (gain units)."""
+        return self.config.num_gains > 0
+
+    def _quality(self, quality: float | Tensor | None, batch: int, device) -> Tensor | None:
+        """Validated quality as a (B,) tensor, or None for fixed-rate models."""
+        if not self.continuous_rate:
+            if quality is not None:
+                raise ValueError("this model has a fixed rate: quality must be None")
+            return None
+        if quality is None:
+            raise ValueError(f"this model is continuous-rate: pass a quality in [1, {self.config.num_gains}]")
+        q = torch.as_tensor(quality, dtype=torch.float32, device=device).reshape(-1)
+        if q.numel() == 1:
+            q = q.expand(batch)
+        if q.numel() != batch or not bool(((q >= 1) & (q <= self.config.num_gains)).all()):
+            raise ValueError(f"quality must be in [1, {self.config.num_gains}] (one value or one per image)")
+        return q
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
+        if x.shape[2] % self.pad_multiple or x.shape[3] % self.pad_multiple:
+            raise ValueError(f"height and width must be multiples of {self.pad_multiple}, got {tuple(x.shape[2:])}")
+
+    def _analysis(self, x: Tensor, q: Tensor | None) -> tuple[Tensor, Tensor]:
+        y = self.g_a(x)  # (B, M, H/16, W/16)
+        if q is not None:
+            y = self.gain(y, q)
+        z = self.h_a(y)  # (B, Z, H/64, W/64)
+        if q is not None:
+            z = self.hyper_gain(z, q)
+        return y, z
+
+    def _hyper_synthesis(self, z_hat: Tensor, q: Tensor | None, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        if q is not None:
+            z_hat = self.inv_hyper_gain(z_hat, q)
+        h, w = size
+        return self.h_mean_s(z_hat)[:, :, :h, :w], self.h_scale_s(z_hat)[:, :, :h, :w]
+
+    def _synthesis(self, y_hat: Tensor, q: Tensor | None) -> Tensor:
+        if q is not None:
+            y_hat = self.inv_gain(y_hat, q)
+        return self.g_s(y_hat)
+
+    def _slice_params(self, i: int, latent_means: Tensor, latent_scales: Tensor, done: list[Tensor]):
+        """Mean, raw scale and mean support of slice i given the decoded earlier slices."""
+        support = done[: self.config.max_support_slices]
+        mean_support = self.atten_mean[i](torch.cat([latent_means, *support], dim=1))
+        mu = self.cc_mean_transforms[i](mean_support)
+        scale = self.cc_scale_transforms[i](self.atten_scale[i](torch.cat([latent_scales, *support], dim=1)))
+        return mu, scale, mean_support
+
+    def _lrp(self, i: int, mean_support: Tensor, y_hat_slice: Tensor) -> Tensor:
+        """Latent residual prediction: add ``0.5 * tanh(lrp(mean_support, y_hat_i))``."""
+        lrp = self.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
+        return y_hat_slice + 0.5 * torch.tanh(lrp)
+
+    # ------------------------------------------------------------------ training / estimation
+    def forward(self, x: Tensor, quality: float | Tensor | None = None) -> dict[str, Any]:
+        """Run the model with noise (training) or rounding (eval) in place of coding.
+
+        Args:
+            x: images (B, 3, H, W) in [0, 1], H and W multiples of 64.
+            quality: for continuous-rate models, one quality in [1, L] or one per image (B,).
+
+        Returns:
+            ``{"x_hat": (B, 3, H, W) unclamped, "likelihoods": {"y": (B, M, H/16, W/16), "z": (B, Z, H/64, W/64)}}``.
+        """
+        self._check_input(x)
+        q = self._quality(quality, x.shape[0], x.device)
+        y, z = self._analysis(x, q)
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        latent_means, latent_scales = self._hyper_synthesis(z_hat, q, y.shape[2:])
+        y_hat_slices: list[Tensor] = []
+        likelihoods = []
+        for i, y_slice in enumerate(y.chunk(self.config.num_slices, 1)):
+            mu, scale, mean_support = self._slice_params(i, latent_means, latent_scales, y_hat_slices)
+            y_hat_slice, lik = self.gaussian_conditional(y_slice, scale, mu)
+            likelihoods.append(lik)
+            y_hat_slices.append(self._lrp(i, mean_support, y_hat_slice))
+        x_hat = self._synthesis(torch.cat(y_hat_slices, dim=1), q)
+        return {"x_hat": x_hat, "likelihoods": {"y": torch.cat(likelihoods, dim=1), "z": z_likelihoods}}
+
+    def aux_loss(self) -> Tensor:
+        """Auxiliary loss that fits the factorized prior's quantiles (its own optimizer)."""
+        return self.entropy_bottleneck.aux_loss()
+
+    # ------------------------------------------------------------------ real coding
+    @torch.no_grad()
+    def compress(self, x: Tensor, quality: float | None = None, return_x_hat: bool = False) -> ModelStreams:
+        """Entropy-code one image.
+
+        Args:
+            x: image (1, 3, H, W) in [0, 1], H and W multiples of 64.
+            quality: for continuous-rate models, the quality in [1, L].
+            return_x_hat: also run the synthesis and return the reconstruction the decoder will
+                produce (bit-exact on the same machine).
+
+        Returns:
+            ``ModelStreams`` with the coded z and y.
+        """
+        self._check_input(x)
+        if x.shape[0] != 1:
+            raise ValueError("compress codes one image at a time (batch size 1)")
+        q = self._quality(quality, 1, x.device)
+        y, z = self._analysis(x, q)
+        z_coder = SymbolEncoder()
+        _, z_hat = self.entropy_bottleneck.compress(z, z_coder)
+        latent_means, latent_scales = self._hyper_synthesis(z_hat, q, y.shape[2:])
+        y_coder = SymbolEncoder()
+        y_hat_slices: list[Tensor] = []
+        for i, y_slice in enumerate(y.chunk(self.config.num_slices, 1)):
+            mu, scale, mean_support = self._slice_params(i, latent_means, latent_scales, y_hat_slices)
+            _, y_hat_slice = self.gaussian_conditional.compress(y_slice, scale, mu, y_coder)
+            y_hat_slices.append(self._lrp(i, mean_support, y_hat_slice))
+        x_hat = self._synthesis(torch.cat(y_hat_slices, dim=1), q).clamp_(0, 1) if return_x_hat else None
+        return ModelStreams(z=z_coder.finish(), y=y_coder.finish(), z_shape=tuple(z.shape[2:]), x_hat=x_hat)
+
+    @torch.no_grad()
+    def decompress(self, streams: ModelStreams, quality: float | None = None) -> Tensor:
+        """Decode one image coded by ``compress``.
+
+        Args:
+            streams: the coded streams and z's shape.
+            quality: the quality it was coded with (continuous-rate models).
+
+        Returns:
+            The reconstruction (1, 3, 64 h, 64 w) clamped to [0, 1].
+
+        Raises:
+            FormatError: the streams are corrupt.
+        """
+        h, w = streams.z_shape
+        device = next(self.parameters()).device
+        q = self._quality(quality, 1, device)
+        z_hat = self.entropy_bottleneck.decompress(SymbolDecoder(streams.z), (h, w))
+        latent_means, latent_scales = self._hyper_synthesis(z_hat, q, (4 * h, 4 * w))
+        y_coder = SymbolDecoder(streams.y)
+        y_hat_slices: list[Tensor] = []
+        for i in range(self.config.num_slices):
+            mu, scale, mean_support = self._slice_params(i, latent_means, latent_scales, y_hat_slices)
+            y_hat_slice = self.gaussian_conditional.decompress(y_coder, scale, mu)
+            y_hat_slices.append(self._lrp(i, mean_support, y_hat_slice))
+        return self._synthesis(torch.cat(y_hat_slices, dim=1), q).clamp_(0, 1)
+
+    # ------------------------------------------------------------------ checkpoints
+    @staticmethod
+    def infer_config(state_dict: Mapping[str, Tensor]) -> TCMConfig:
+        """Infer N, M, z channels, slices and gain levels from an (official or our) state dict."""
+        try:
+            N = state_dict["g_a.0.conv1.weight"].shape[0] // 2
+            z_channels = state_dict["entropy_bottleneck.quantiles"].shape[0]
+        except KeyError as e:
+            raise ValueError(f"not a TCM state dict: missing {e.args[0]!r}") from None
+        last_ga = max(int(k.split(".")[1]) for k in state_dict if k.startswith("g_a."))
+        M = state_dict[f"g_a.{last_ga}.weight"].shape[0]
+        num_slices = len({k.split(".")[1] for k in state_dict if k.startswith("cc_mean_transforms.")})
+        num_gains = state_dict["gain.gain"].shape[0] if "gain.gain" in state_dict else 0
+        return TCMConfig(N=N, M=M, z_channels=z_channels, num_slices=num_slices, max_support_slices=num_slices,
+                         num_gains=num_gains)
+
+    @classmethod
+    def from_state_dict(cls, obj: str | os.PathLike | Mapping[str, Any], config: TCMConfig | None = None) -> "TCM":
+        """Build a model from an official checkpoint or a state dict.
+
+        Args:
+            obj: a path to a ``.pth.tar`` / ``.pth`` (``torch.save`` of a dict with ``"state_dict"`` or of a
+                bare state dict), a dict with ``"state_dict"``, or a bare state dict (tensors or numpy arrays).
+                A ``module.`` prefix (DataParallel) is stripped; CompressAI's coding buffers are ignored.
+            config: the hyper-parameters; inferred from the tensors' shapes when omitted (N, M, slices).
+
+        Returns:
+            The model in eval mode.
+        """
+        if isinstance(obj, (str, os.PathLike)):
+            obj = torch.load(os.fspath(obj), map_location="cpu", weights_only=True)
+        if not isinstance(obj, Mapping):
+            raise ValueError(f"expected a state dict or checkpoint, got {type(obj).__name__}")
+        sd = obj.get("state_dict", obj)
+        sd = {(k[len("module."):] if k.startswith("module.") else k): torch.as_tensor(v) for k, v in sd.items()}
+        model = cls(config or cls.infer_config(sd))
+        model.load_state_dict(sd)
+        return model.eval()

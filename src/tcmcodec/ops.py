@@ -1,0 +1,48 @@
+"""Small differentiable operations shared by layers and entropy models."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["lower_bound", "ste_round"]
+
+
+class _LowerBound(torch.autograd.Function):
+    """``max(x, bound)`` whose gradient still flows when it would push ``x`` up to the bound."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, bound: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, bound)
+        return torch.max(x, bound)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, bound = ctx.saved_tensors
+        pass_through = (x >= bound) | (grad < 0)
+        return pass_through.to(grad.dtype) * grad, None
+
+
+def lower_bound(x: Tensor, bound: float) -> Tensor:
+    """Elementwise ``max(x, bound)`` with CompressAI's ``LowerBound`` gradient.
+
+    Args:
+        x: input tensor.
+        bound: the floor.
+
+    Returns:
+        A tensor like ``x``.
+    """
+    return _LowerBound.apply(x, torch.tensor(bound, dtype=x.dtype, device=x.device))
+
+
+def ste_round(x: Tensor) -> Tensor:
+    """Round to the nearest integer with a straight-through (identity) gradient.
+
+    Args:
+        x: input tensor.
+
+    Returns:
+        ``round(x)`` in the forward pass; the gradient of ``x`` in the backward pass.
+    """
+    return torch.round(x) - x.detach() + x
