@@ -208,7 +208,8 @@ def test_numpy_arrays_code_like_the_equivalent_pil_images(small, tcm_xs):
     out = codec.decompress(data, model=tcm_xs)
     assert out.mode == "RGBA" and (arr(out)[:, :, 3] == 7).all()
     # non-contiguous views are fine
-    assert codec.compress(rgb[:, ::-1], tcm_xs) == codec.compress(small.transpose(Image.Transpose.FLIP_LEFT_RIGHT), tcm_xs)
+    mirrored = small.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    assert codec.compress(rgb[:, ::-1], tcm_xs) == codec.compress(mirrored, tcm_xs)
 
 
 def test_zero_padding_is_recorded_and_decodes_exactly(small, tcm_xs):

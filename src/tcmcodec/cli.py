@@ -680,6 +680,18 @@ def _show_warning(message: Any, category: Any, filename: Any, lineno: Any, file:
     print(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+def _configure_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("train_args", nargs=argparse.REMAINDER, help="training options: see 'tcm train --help'")
+
+
+@command("train", "train a model (options: 'tcm train --help')", _configure_train)
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a TCM model (tcmcodec.train); DDP with torchrun -m tcmcodec.train."""
+    from . import train
+
+    return train.main(args.train_args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``tcm``; returns the exit status (0 ok, 1 failure, 2 bad usage)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -687,6 +699,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
+            if argv[:1] == ["train"]:  # the trainer owns its (many) flags and its --help
+                from . import train
+
+                return train.main([a for a in argv[1:] if a != "--debug"])
             parser = build_parser()
             args = parser.parse_args(argv)
             if args.command is None:

@@ -141,7 +141,8 @@ def _from_pil(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, str]:
     if mode in ("RGBA", "RGBa", "PA"):
         return _from_array(np.asarray(img.convert("RGBA")))
     if mode == "P":
-        target = "RGBA" if img.has_transparency_data else "RGB"
+        transparent = "transparency" in img.info or (img.palette is not None and img.palette.mode == "RGBA")
+        target = "RGBA" if transparent else "RGB"
         return _from_array(np.asarray(img.convert(target)))
     return _from_array(np.asarray(img if mode == "RGB" else img.convert("RGB")))
 

@@ -80,6 +80,7 @@ class TrainConfig:
     tensorboard: bool = True
     seed: int = 1234
     max_minutes: float = 0.0  # stop (and save) after this wall time; 0: no limit
+    stop_at: int = 0  # stop (and save) at this step, as if killed there; 0: run to --steps
 
 
 # ----------------------------------------------------------------------------- data
@@ -305,8 +306,15 @@ def validate(model: TCM, cfg: TrainConfig, device: torch.device) -> list[dict[st
 
 
 # ----------------------------------------------------------------------------- main loop
-def train(cfg: TrainConfig) -> Path:
-    """Run (or resume) training; returns the path of the last checkpoint."""
+def train(cfg: TrainConfig) -> TCM:
+    """Run (or resume) training; the last checkpoint is ``OUT/last.pt``.
+
+    Args:
+        cfg: the run's configuration.
+
+    Returns:
+        The trained model (unwrapped from DDP / compile), on its training device.
+    """
     ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     if cfg.device == "auto":
         cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -352,9 +360,6 @@ def train(cfg: TrainConfig) -> Path:
         aux_opt.load_state_dict(ckpt["aux_optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         step = ckpt["step"]
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if cuda and "cuda" in ckpt["rng"]:
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         if master:
             print(f"resumed from {last} at step {step}", flush=True)
     net = model
@@ -407,7 +412,11 @@ def train(cfg: TrainConfig) -> Path:
     start_time = time.time()
     meter: dict[str, float] = {}
     model.train()
-    it = iter(loader)
+    it = iter(loader)  # draws a base seed from torch's RNG: restore the RNG state after it
+    if cfg.resume and step:
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if cuda and "cuda" in ckpt["rng"]:
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
     while step < cfg.steps and not stop["flag"]:
         x = next(it).to(device, non_blocking=True).float().div_(255)
         if cuda and cfg.channels_last:
@@ -441,7 +450,7 @@ def train(cfg: TrainConfig) -> Path:
             meter[k] = meter.get(k, 0.0) + v.item()
         meter["aux"] = meter.get("aux", 0.0) + aux.item()
         meter["n"] = meter.get("n", 0) + 1
-        if cfg.max_minutes and time.time() - start_time > 60 * cfg.max_minutes:
+        if (cfg.max_minutes and time.time() - start_time > 60 * cfg.max_minutes) or step == cfg.stop_at:
             stop["flag"] = True
         if master:
             progress.update(1)
@@ -479,7 +488,7 @@ def train(cfg: TrainConfig) -> Path:
     if ddp:
         dist.barrier()
         dist.destroy_process_group()
-    return last
+    return model
 
 
 # ----------------------------------------------------------------------------- command line

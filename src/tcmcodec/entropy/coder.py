@@ -218,13 +218,13 @@ def _grouping_order(keys: np.ndarray) -> np.ndarray:
 def _scatter_groups(
     keys: np.ndarray, grouped: np.ndarray, out: np.ndarray, ready: queue.SimpleQueue
 ) -> np.ndarray:
-    """Helper-thread half of a decode: ``out[order] = grouped``, one group at a time.
+    """Helper-thread half of a decode: ``out[order] = grouped``, piece by piece.
 
     Args:
         keys: (N,) table keys; sorted here into the grouping order.
         grouped: (N,) values in grouping order, filled by the decoding thread.
         out: (N,) destination in raster order.
-        ready: receives ``(start, stop)`` for each group once ``grouped[start:stop]`` is final,
+        ready: receives ``(start, stop)`` once ``grouped[start:stop]`` is final (whole groups),
             then ``None``.
 
     Returns:
@@ -238,6 +238,7 @@ def _scatter_groups(
 
 
 _THREAD_MIN_SYMBOLS = 1 << 16
+_HANDOFF_FRACTION = 0.125
 
 
 def _run_in_thread(fn, *args) -> tuple[threading.Thread, dict]:
@@ -466,7 +467,7 @@ class SymbolDecoder:
         helper = None if ready is None else _run_in_thread(_scatter_groups, keys, s, out, ready)
         escapes: list[tuple[np.ndarray, int, int]] = []  # (positions in s, lo, ln)
         try:
-            start = 0
+            start = handed = 0
             for k in np.flatnonzero(counts).tolist():
                 stop = start + int(counts[k])
                 values = _coder_call(self._decoder.decode, tables.models[k], stop - start)
@@ -474,11 +475,14 @@ class SymbolDecoder:
                 if int(values.max()) == ln:  # ESCAPE symbols (rare)
                     escapes.append((np.flatnonzero(values == ln) + start, lo, ln))
                 np.add(values, np.int32(lo), out=s[start:stop])  # escape slots fixed below
-                if ready is not None:
-                    ready.put((start, stop))
+                if ready is not None and stop - handed >= _HANDOFF_FRACTION * n:
+                    ready.put((handed, stop))  # a few large hand-offs: few thread wake-ups
+                    handed = stop
                 start = stop
         finally:
             if ready is not None:
+                if handed < start:
+                    ready.put((handed, start))
                 ready.put(None)  # always release the helper thread
         if helper is None:
             order = _grouping_order(keys)

@@ -215,6 +215,8 @@ class EntropyBottleneck(nn.Module):
         # Always float64 on the CPU, whatever the module's device: an encoder on a GPU and a
         # decoder on a CPU must build the same integer tables.
         q = self.quantiles.detach().to("cpu", torch.float64)
+        if not bool(torch.isfinite(key).all()):
+            raise ValueError("cannot build coding tables: non-finite entropy-bottleneck parameters")
         medians = q[:, 0, 1]
         limit = MAX_TABLE_LENGTH // 2 - 1
         minima = torch.ceil(medians - q[:, 0, 0]).clamp(0, limit).to(torch.int64)  # (C,)

@@ -1,0 +1,438 @@
+"""Rate-distortion evaluation of a TCM model on a folder of images: the engine of ``tcm eval``.
+
+::
+
+    from tcmcodec.evaluate import evaluate
+    from tcmcodec import results
+
+    data = evaluate("../shared/data/kodak", "tcm-xs", checkpoint="run/best.safetensors", qualities=[1, 4, 8])
+    results.write_results("results/tcm-xs.json", data)
+
+For every image and quality the image is coded for real (:mod:`tcmcodec.codec`): the complete ``.tcm``
+file is produced (``bpp = len(file) * 8 / (W * H)``, header included), decoded again with the codec's
+decoder, and the decoded image is compared with the encoder-side reconstruction (a *mismatch* is a
+decoded image that differs from it by any bit: the count is reported and must be 0). PSNR and MS-SSIM
+are measured on 8-bit RGB (:mod:`tcmcodec.metrics`), times are wall seconds of one ``compress`` /
+``decompress`` call (the model is loaded once, and warmed up on a small crop, outside the timings; the
+codec's ``compress`` also computes the encoder-side reconstruction, so ``encoding_time`` includes one
+synthesis transform). Points are means over the images (:func:`tcmcodec.results.make_results`), sorted
+by bpp; ``settings["values"]`` gives the quality of each point in that order.
+
+``estimate=True`` skips the entropy coder: the rate is the likelihood bits of the model's ``forward``
+in eval mode (rounding; no header, no coding overhead), the reconstruction is the forward's
+``x_hat``; ``encoding_time`` is then the forward pass and ``decoding_time`` 0. The result's ``name``
+and ``description`` say "estimated".
+
+Output: a CompressAI results dict (:mod:`tcmcodec.results`) with ``name``, ``description``, ``results``
+(``bpp``, ``psnr-rgb``, ``ms-ssim-rgb``, ``ms-ssim-rgb-db``, ``encoding_time``, ``decoding_time``),
+``settings`` and the top-level ``mismatches`` count (``None`` when estimating); with ``per_image=True``
+also ``per_image`` rows (``image``, ``point``, ``param`` = quality, ``width``, ``height``, ``bytes``,
+``bpp``, ``psnr-rgb``, ``ms-ssim-rgb``, ``encoding_time``, ``decoding_time``, ``exact``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch is imported when a model is needed
+    from .models import TCM
+
+__all__ = ["evaluate", "parse_qualities", "list_images", "add_arguments", "run", "IMAGE_SUFFIXES"]
+
+#: Image files picked up in the dataset folder.
+IMAGE_SUFFIXES = (".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
+
+QualitySpec = Union[str, float, int, Sequence[float], None]
+
+# Side of the crop used to warm the model up (coding tables, allocator) before the timed runs.
+_WARMUP_SIDE = 64
+
+
+# --------------------------------------------------------------------------------------- arguments
+
+
+def _number(text: str, spec: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"bad quality spec {spec!r}: {text.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"bad quality spec {spec!r}: {text.strip()!r} is not a finite number")
+    return value
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _steps(start: float, stop: float, step: float, spec: str) -> list[float]:
+    if step <= 0:
+        raise ValueError(f"bad quality spec {spec!r}: the step must be > 0")
+    if stop < start:
+        raise ValueError(f"bad quality spec {spec!r}: the range {start:g}..{stop:g} is empty")
+    count = int(math.floor((stop - start) / step + 1e-9)) + 1
+    if count > 1000:
+        raise ValueError(f"bad quality spec {spec!r}: {count} qualities is too many (1000 at most)")
+    return [round(start + i * step, 9) for i in range(count)]
+
+
+def parse_qualities(spec: QualitySpec, levels: int | None = None) -> list[float] | None:
+    """Parse a quality list: ``"1,2,3"``, ``"1-8"`` (integer steps, inclusive), ``"1:8:0.5"``
+    (start:stop:step, inclusive), or a mix such as ``"1,2.5,4-6"``; also a number or a sequence of numbers.
+
+    Args:
+        spec: the spec; None means "the default" (returned as None).
+        levels: the model's quality levels L; when given, every quality must lie in [1, L]
+            (``0`` = a fixed-rate model, which takes no quality).
+
+    Returns:
+        The qualities in the order given, duplicates removed; None for ``spec=None``.
+
+    Raises:
+        ValueError: a malformed spec, an empty list, or a quality out of range.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, bool):
+        raise ValueError(f"bad quality spec {spec!r}")
+    if isinstance(spec, (int, float, np.integer, np.floating)):
+        values = [_number(str(spec), str(spec))]
+    elif isinstance(spec, str):
+        values = []
+        text = spec.strip()
+        if not text:
+            raise ValueError("bad quality spec '': expected e.g. 1,2,3 or 1-8 or 1:8:0.5")
+        for item in text.split(","):
+            item = item.strip()
+            if not item:
+                raise ValueError(f"bad quality spec {spec!r}: empty item")
+            if ":" in item:
+                parts = item.split(":")
+                if len(parts) != 3:
+                    raise ValueError(f"bad quality spec {spec!r}: {item!r} must be start:stop:step")
+                values += _steps(*(_number(p, spec) for p in parts), spec=spec)
+            elif "-" in item[1:] and not _is_float(item):
+                cut = item.index("-", 1)
+                values += _steps(_number(item[:cut], spec), _number(item[cut + 1:], spec), 1.0, spec)
+            else:
+                values.append(_number(item, spec))
+    else:
+        try:
+            values = [_number(str(v), str(spec)) for v in spec]
+        except TypeError:
+            raise ValueError(f"bad quality spec {spec!r}") from None
+        if not values:
+            raise ValueError("bad quality spec: empty list")
+    out: list[float] = []
+    for v in values:
+        v = float(v)
+        if v not in out:
+            out.append(v)
+    if levels is not None:
+        if levels == 0:
+            raise ValueError("this model has a fixed rate: it takes no quality (its checkpoint sets the rate)")
+        bad = [v for v in out if not 1.0 <= v <= levels]
+        if bad:
+            raise ValueError(f"quality must be in [1, {levels}], got {', '.join(f'{v:g}' for v in bad)}")
+    return out
+
+
+def list_images(dataset_dir: str | os.PathLike) -> list[Path]:
+    """Image files of a folder (not recursive), sorted by name; ValueError if none or no folder."""
+    d = Path(dataset_dir)
+    if not d.is_dir():
+        raise ValueError(f"dataset folder not found: {d}")
+    images = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {d}")
+    return images
+
+
+# --------------------------------------------------------------------------------------- measuring
+
+
+def _load_image(path: Path) -> Any:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        return im.copy()
+
+
+def _rgb_of(img: Any) -> np.ndarray:
+    """8-bit RGB pixels of a decoded image (gray repeated, alpha dropped) as measured."""
+    from .metrics import to_uint8
+
+    arr = to_uint8(img if img.mode in ("RGB", "L") else img.convert("RGB"))
+    return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
+
+
+def _pad_edge(rgb: np.ndarray, multiple: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+    return np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+
+
+def _measure_real(c: Any, img: Any, ref: np.ndarray, quality: float | None) -> dict[str, Any]:
+    from .metrics import ms_ssim, psnr
+
+    t0 = time.perf_counter()
+    data, rec = c.compress_with_reconstruction(img, quality)
+    t1 = time.perf_counter()
+    dec = c.decompress(data)
+    t2 = time.perf_counter()
+    exact = dec.mode == rec.mode and dec.size == rec.size and dec.tobytes() == rec.tobytes()
+    out = _rgb_of(dec)
+    h, w = ref.shape[:2]
+    return {
+        "bytes": len(data),
+        "bpp": len(data) * 8.0 / (w * h),
+        "psnr-rgb": psnr(ref, out),
+        "ms-ssim-rgb": ms_ssim(ref, out),
+        "encoding_time": t1 - t0,
+        "decoding_time": t2 - t1,
+        "exact": bool(exact),
+    }
+
+
+def _measure_estimate(model: "TCM", ref: np.ndarray, quality: float | None) -> dict[str, Any]:
+    import torch
+
+    from .metrics import ms_ssim, psnr
+
+    h, w = ref.shape[:2]
+    padded = _pad_edge(ref, model.pad_multiple)
+    device = next(model.parameters()).device
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(padded)).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+        out = model(x, quality)
+        bits = sum(float(-torch.log2(lik.double()).sum()) for lik in out["likelihoods"].values())
+        x_hat = out["x_hat"][0, :, :h, :w].clamp(0, 1).mul(255).round().to(torch.uint8)
+        rec = np.ascontiguousarray(x_hat.permute(1, 2, 0).cpu().numpy())
+    t1 = time.perf_counter()
+    return {
+        "bits": bits,
+        "bpp": bits / (w * h),
+        "psnr-rgb": psnr(ref, rec),
+        "ms-ssim-rgb": ms_ssim(ref, rec),
+        "encoding_time": t1 - t0,
+        "decoding_time": 0.0,
+    }
+
+
+def _warm_up(c: Any, ref: np.ndarray, quality: float | None, estimate: bool) -> None:
+    """Build the coding tables and warm the allocator on a small crop (not measured)."""
+    crop = np.ascontiguousarray(ref[:_WARMUP_SIDE, :_WARMUP_SIDE])
+    if estimate:
+        _measure_estimate(c.model, crop, quality)
+    else:
+        c.decompress(c.compress(crop, quality))
+
+
+def _measure_all(
+    c: Any, images: Sequence[Path], points: Sequence[float | None], run_q: Sequence[float | None],
+    estimate: bool, progress: bool,
+) -> tuple[list[dict[str, Any]], int]:
+    from tqdm import tqdm
+
+    from . import codec
+
+    rows: list[dict[str, Any]] = []
+    mismatches = 0
+    bar = tqdm(images, unit="image", file=sys.stderr, dynamic_ncols=True, disable=not progress,
+               desc=f"{c.name}{' (estimate)' if estimate else ''}", leave=False)
+    try:
+        for n, path in enumerate(bar):
+            img = _load_image(path)
+            ref = codec.prepare_image(img)[0]
+            if n == 0:
+                _warm_up(c, ref, run_q[0], estimate)
+            for i, (q, rq) in enumerate(zip(points, run_q)):
+                m = _measure_estimate(c.model, ref, rq) if estimate else _measure_real(c, img, ref, rq)
+                if not estimate and not m["exact"]:
+                    mismatches += 1
+                rows.append({"image": path.name, "point": i, "param": q, "width": ref.shape[1],
+                             "height": ref.shape[0], **m})
+            if mismatches:
+                bar.set_postfix_str(f"{mismatches} mismatches")
+    finally:
+        bar.close()
+    return rows, mismatches
+
+
+def _describe(model_name: str, checkpoint: Any, estimate: bool, n_images: int, dataset: str, device: str) -> str:
+    import torch
+
+    weights = f"weights {Path(checkpoint).name}" if checkpoint is not None else "shipped weights"
+    if estimate:
+        how = ("ESTIMATED rate: likelihood bits of the model's forward pass in eval mode (rounding), no entropy "
+               "coding, no file header; bpp = bits / (W * H); PSNR / MS-SSIM of the forward's reconstruction; "
+               "encoding_time = forward pass, decoding_time = 0")
+    else:
+        how = ("Real coding: complete .tcm files (bpp = file bytes * 8 / (W * H), header included), decoded with "
+               "tcmcodec.codec and checked bit-exact against the encoder-side reconstruction; PSNR / MS-SSIM on "
+               "8-bit RGB; times = wall seconds per image of compress (incl. encoder-side reconstruction) and "
+               "decompress, model loaded once")
+    return (f"TCM {model_name} ({weights}), tcmcodec. {how}. Mean over {n_images} images of {dataset}. "
+            f"Device {device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+            f"{platform.machine()} {os.cpu_count()}-CPU {platform.system()}, Python {platform.python_version()}.")
+
+
+def evaluate(
+    dataset_dir: str | os.PathLike,
+    model: "str | TCM | None" = "tcm-xs",
+    checkpoint: str | os.PathLike | None = None,
+    qualities: QualitySpec = None,
+    device: str = "cpu",
+    per_image: bool = False,
+    estimate: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Evaluate a model on every image of a folder; return a CompressAI results dict (not written).
+
+    Args:
+        dataset_dir: folder of images (PNG, PPM, BMP, TIFF, JPEG, WebP; not recursive).
+        model: a preset name (loaded with its shipped weights, or with ``checkpoint``), a ``TCM``
+            instance (used as is), or None to take the architecture from ``checkpoint``.
+        checkpoint: weights file (see :func:`tcmcodec.zoo.load_checkpoint`).
+        qualities: continuous-rate models: a spec (see :func:`parse_qualities`) or numbers in [1, L];
+            default every integer level 1..L. Must be None for fixed-rate models, which are
+            evaluated at the single rate point of their weights.
+        device: torch device for a model loaded here.
+        per_image: include the ``per_image`` rows.
+        estimate: likelihood bits of the forward pass instead of real coding (see the module docstring).
+        progress: show a tqdm bar over the images on stderr.
+
+    Returns:
+        The results dict (validated strictly, see :func:`tcmcodec.results.validate`), with
+        ``mismatches`` (decoded images that differ from the encoder's reconstruction; None when estimating).
+
+    Raises:
+        ValueError: missing folder, no images, bad quality spec or out-of-range quality, unknown
+            preset, images too small for MS-SSIM, a preset without shipped weights and no checkpoint.
+    """
+    from PIL import Image
+
+    from . import codec, results, zoo
+    from .metrics import MS_SSIM_MIN_SIDE
+
+    # --- arguments, before anything is loaded
+    spec = parse_qualities(qualities)  # syntax
+    images = list_images(dataset_dir)
+    sizes = []
+    for p in images:
+        try:
+            with Image.open(p) as im:
+                sizes.append(im.size)
+        except OSError as e:
+            raise ValueError(f"{p}: cannot read the image ({e})") from None
+    if not any(min(s) >= MS_SSIM_MIN_SIDE for s in sizes):
+        raise ValueError(f"MS-SSIM needs images of at least {MS_SSIM_MIN_SIDE}x{MS_SSIM_MIN_SIDE} pixels; "
+                         f"every image of {dataset_dir} is smaller")
+    if isinstance(model, str):
+        levels = zoo.get_preset(model).config.get("num_gains", 0)
+        if spec is not None:
+            parse_qualities(spec, levels)
+
+    # --- the model, loaded once
+    c = codec.Codec(model, checkpoint, device)
+    levels = int(c.model.config.num_gains)
+    if spec is not None:
+        parse_qualities(spec, levels)
+        points: list[float | None] = list(spec)
+    else:
+        points = [float(q) for q in range(1, levels + 1)] if levels else [None]
+    # The header stores the quality as float32 and the codec runs the model with the stored value.
+    run_q = [None if q is None else float(np.float32(q)) for q in points]
+    model_name = c.name
+    was_training = c.model.training
+    c.model.eval()  # forward with rounding (estimate); restored below for a caller's instance
+    try:
+        rows, mismatches = _measure_all(c, images, points, run_q, estimate, progress)
+    finally:
+        c.model.train(was_training)
+
+    dataset = Path(dataset_dir).resolve().name
+    name = f"{model_name} (estimated)" if estimate else model_name
+    order = [a["param"] for a in results.average_rows(rows)]  # make_results sorts the points by bpp
+    settings = {
+        "codec": "tcm",
+        "model": model_name,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "mode": "estimate" if estimate else "real",
+        "parameter": "quality" if levels else None,
+        "values": order,
+        "images": len(images),
+        "dataset": dataset,
+        "device": str(device),
+        "mismatches": None if estimate else mismatches,
+    }
+    data = results.make_results(
+        name, _describe(model_name, checkpoint, estimate, len(images), dataset, device), rows,
+        settings=settings, per_image=per_image,
+    )
+    data["mismatches"] = None if estimate else mismatches
+    return data
+
+
+# --------------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``tcm eval``."""
+    p.add_argument("dataset", metavar="DATASET_DIR", help="folder of images (e.g. ../shared/data/kodak)")
+    p.add_argument("--model", metavar="NAME",
+                   help="model preset, see 'tcm models' (default: tcm-xs, or what --checkpoint holds)")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="weights file (.safetensors, tcm train .pt, official .pth.tar)")
+    p.add_argument("--quality", metavar="SPEC",
+                   help="qualities of a continuous-rate model: 1,2,3 or 1-8 or 1:8:0.5 (default: every level); "
+                        "not for fixed-rate models")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--per-image", action="store_true", help="also write one row per image and quality")
+    p.add_argument("-o", "--output", metavar="RESULTS.json", help="write the results JSON here (default: print it)")
+    p.add_argument("--estimate", action="store_true",
+                   help="rate from the model's likelihoods instead of real coding (labelled 'estimated')")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``tcm eval``: 0 on success, 1 if any decoded image differed from the encoder's reconstruction."""
+    from . import results
+
+    model = args.model if args.model is not None else (None if args.checkpoint is not None else "tcm-xs")
+    data = evaluate(args.dataset, model, args.checkpoint, args.quality, args.device,
+                    per_image=args.per_image, estimate=args.estimate, progress=not getattr(args, "quiet", False))
+    if args.output:
+        path = results.write_results(args.output, data)
+        res = data["results"]
+        for q, bpp, p, t_e, t_d in zip(data["settings"]["values"], res["bpp"], res["psnr-rgb"],
+                                       res["encoding_time"], res["decoding_time"]):
+            label = "fixed" if q is None else f"q{q:g}"
+            print(f"{data['name']} {label}: {bpp:.4f} bpp, {p:.2f} dB PSNR, encode {t_e:.2f} s, decode {t_d:.2f} s")
+        print(path)
+    else:
+        results.validate(data, strict=True)
+        print(json.dumps(results._clean(data), indent=2, allow_nan=False))
+    mismatches = data.get("mismatches")
+    if mismatches:
+        print(f"tcm eval: error: {mismatches} decoded image(s) differ from the encoder's reconstruction",
+              file=sys.stderr)
+        return 1
+    return 0
