@@ -108,6 +108,24 @@ def test_fixed_rate_models_take_no_quality(dataset):
         evaluate(dataset, "tcm-s", qualities="1", progress=False)
 
 
+def test_fixed_rate_models_give_the_single_rate_point_of_their_weights(dataset):
+    import torch
+
+    from tcmcodec.models import TCM, TCMConfig
+
+    tiny = TCMConfig(N=8, M=32, z_channels=16, num_slices=2, max_support_slices=2, depths=(1,) * 6,
+                     head_dims=(8,) * 6, hyper_depth=1, hyper_head_dim=8, atten_inter_dim=16, atten_head_dim=8,
+                     cc_hidden=(16, 16))
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = TCM(tiny).eval()
+    data = evaluate(dataset, model, progress=False, per_image=True)
+    assert len(data["results"]["bpp"]) == 1
+    assert data["settings"]["values"] == [None] and data["settings"]["parameter"] is None
+    assert data["mismatches"] == 0 and len(data["per_image"]) == 2
+    assert data["name"] == "custom"
+
+
 def test_missing_folder_and_empty_folder_are_value_errors(tmp_path, tcm_xs):
     with pytest.raises(ValueError, match="not found"):
         evaluate(tmp_path / "nope", tcm_xs, progress=False)

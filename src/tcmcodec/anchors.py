@@ -6,12 +6,14 @@ Codecs (key: what runs it):
 ``jpeg``       JPEG 4:2:0, libjpeg-turbo through Pillow (``quality``, Huffman ``optimize=True``)
 ``jpeg444``    JPEG 4:4:4, same
 ``webp``       WebP (lossy, ``method=6``) through Pillow
-``avif``       AVIF 4:4:4, libavif + libaom through Pillow's AVIF plugin (``quality``, ``speed``), decoded by dav1d;
-               falls back to pillow_heif's AVIF, then imagecodecs' AVIF when Pillow has no AVIF support
+``avif``       AVIF 4:4:4, libavif + libaom through Pillow's AVIF plugin (``quality``, speed 4, ``tune=psnr``
+               instead of libaom's default), decoded by dav1d; falls back to pillow_heif's AVIF, then imagecodecs'
+               AVIF (default tune) when Pillow has no AVIF support
 ``jpeg2000``   JPEG 2000 (OpenJPEG through Pillow): raw codestream, 9/7 irreversible wavelet, colour transform (MCT),
                one quality layer at a target compression ratio (the sweep parameter is the target bpp)
 ``jpegxl``     JPEG XL (libjxl through imagecodecs), VarDCT ``distance`` sweep, effort 7
-``heif``       HEIF/HEVC (libheif + x265 through pillow_heif), 4:4:4, ``quality`` sweep, decoded by libde265
+``heif``       HEIF/HEVC (libheif + x265 through pillow_heif), 4:4:4, ``quality`` sweep, x265 ``tune=psnr`` (libheif's
+               default is ``ssim``), preset slow (libheif's default), decoded by libde265
 =============  ==============================================================================================
 
 For every codec and sweep value each image is encoded to an in-memory file (the complete file a user would
@@ -81,7 +83,7 @@ CODECS: dict[str, Codec] = {
         Codec("webp", "WebP", "quality", (0, 5, 10, 20, 30, 45, 60, 75, 85, 90, 95),
               {"method": 6}),
         Codec("avif", "AVIF 4:4:4", "quality", (10, 20, 30, 40, 50, 60, 70, 78, 85, 90),
-              {"subsampling": "4:4:4", "speed": 4, "max_threads": 1}),
+              {"subsampling": "4:4:4", "speed": 4, "tune": "psnr", "max_threads": 1}),
         Codec("jpeg2000", "JPEG 2000", "target bpp", (0.1, 0.15, 0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0),
               {"irreversible": True, "mct": 1, "quality_mode": "rates", "no_jp2": True}),
         Codec("jpegxl", "JPEG XL", "distance", (25.0, 18.0, 12.0, 8.0, 5.5, 4.0, 3.0, 2.2, 1.6, 1.2, 0.9),
@@ -239,15 +241,15 @@ def encode(key: str, img: Any, value: float) -> bytes:
         backend = _avif_backend()
         if backend == "pillow":
             return _pil_save(img, "AVIF", quality=int(value), subsampling=s["subsampling"], speed=s["speed"],
-                             max_threads=s["max_threads"])
+                             max_threads=s["max_threads"], advanced={"tune": s["tune"]})
         if backend == "pillow_heif":
             import pillow_heif
 
             buf = io.BytesIO()
             pillow_heif.from_pillow(img).save(buf, format="AVIF", quality=int(value), chroma=444,
-                                              enc_params={"speed": str(s["speed"])})
+                                              enc_params={"speed": str(s["speed"]), "tune": s["tune"]})
             return buf.getvalue()
-        import imagecodecs
+        import imagecodecs  # no tune option here: libaom's default tune
 
         return bytes(imagecodecs.avif_encode(np.asarray(img), level=int(value), speed=s["speed"],
                                              pixelformat=imagecodecs.AVIF.PIXEL_FORMAT.YUV444,
@@ -406,11 +408,14 @@ def _run_tasks(
 ) -> list[tuple[str, list[dict]]]:
     done: list[tuple[str, list[dict]]] = []
     if workers <= 1:
-        _init_worker_threads_only()
-        for i, t in enumerate(tasks, 1):
-            done.append(_task(t))
-            if progress:
-                progress(f"[{i}/{len(tasks)}] {t[0]} {Path(t[1]).name}")
+        restore = _single_thread_decoders()
+        try:
+            for i, t in enumerate(tasks, 1):
+                done.append(_task(t))
+                if progress:
+                    progress(f"[{i}/{len(tasks)}] {t[0]} {Path(t[1]).name}")
+        finally:
+            restore()
         return done
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -426,13 +431,19 @@ def _run_tasks(
     return done
 
 
-def _init_worker_threads_only() -> None:
+def _single_thread_decoders() -> Callable[[], None]:
+    """In-process runs: one libheif decoding thread (as in the workers); returns a function restoring it."""
     try:
         import pillow_heif
-
-        pillow_heif.options.DECODE_THREADS = 1
     except ImportError:
-        pass
+        return lambda: None
+    before = pillow_heif.options.DECODE_THREADS
+    pillow_heif.options.DECODE_THREADS = 1
+
+    def restore() -> None:
+        pillow_heif.options.DECODE_THREADS = before
+
+    return restore
 
 
 def _description(key: str, n_images: int, dataset: str, crop: Any, workers: int) -> str:
@@ -514,6 +525,9 @@ def run(
     parallel; 1 = in this process). ``qualities``: per-codec sweep overrides ``{key: [values]}``. ``crop``:
     center crop (size or (w, h)) of every image, for quick runs. ``progress``: True to print one line per
     finished (codec, image) on stderr, or a callable taking that line. Returns the written paths.
+
+    With ``workers > 1`` the pool uses the ``spawn`` start method (safe with torch loaded in the parent): a
+    calling script needs the usual ``if __name__ == "__main__":`` guard.
     """
     keys = list(codecs) if codecs is not None else list(DEFAULT_CODECS)
     unknown = [k for k in keys if k not in CODECS]

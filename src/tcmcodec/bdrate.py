@@ -22,7 +22,6 @@ No heavy imports at module level (scipy only inside the functions).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any

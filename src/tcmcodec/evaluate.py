@@ -276,10 +276,9 @@ def _measure_all(
     return rows, mismatches
 
 
-def _describe(model_name: str, checkpoint: Any, estimate: bool, n_images: int, dataset: str, device: str) -> str:
+def _describe(model_name: str, weights: str, estimate: bool, n_images: int, dataset: str, device: str) -> str:
     import torch
 
-    weights = f"weights {Path(checkpoint).name}" if checkpoint is not None else "shipped weights"
     if estimate:
         how = ("ESTIMATED rate: likelihood bits of the model's forward pass in eval mode (rounding), no entropy "
                "coding, no file header; bpp = bits / (W * H); PSNR / MS-SSIM of the forward's reconstruction; "
@@ -369,12 +368,19 @@ def evaluate(
         c.model.train(was_training)
 
     dataset = Path(dataset_dir).resolve().name
+    if checkpoint is not None:
+        weights = f"weights {Path(checkpoint).name}"
+    elif isinstance(model, str):
+        weights = "shipped weights"
+    else:
+        weights = f"the given model instance, weights id {zoo.weights_id(c.model).hex()}"
     name = f"{model_name} (estimated)" if estimate else model_name
     order = [a["param"] for a in results.average_rows(rows)]  # make_results sorts the points by bpp
     settings = {
         "codec": "tcm",
         "model": model_name,
         "checkpoint": None if checkpoint is None else str(checkpoint),
+        "weights": weights,
         "mode": "estimate" if estimate else "real",
         "parameter": "quality" if levels else None,
         "values": order,
@@ -384,7 +390,7 @@ def evaluate(
         "mismatches": None if estimate else mismatches,
     }
     data = results.make_results(
-        name, _describe(model_name, checkpoint, estimate, len(images), dataset, device), rows,
+        name, _describe(model_name, weights, estimate, len(images), dataset, device), rows,
         settings=settings, per_image=per_image,
     )
     data["mismatches"] = None if estimate else mismatches

@@ -33,7 +33,10 @@ def lower_bound(x: Tensor, bound: float) -> Tensor:
     Returns:
         A tensor like ``x``.
     """
-    return _LowerBound.apply(x, torch.tensor(bound, dtype=x.dtype, device=x.device))
+    b = torch.tensor(bound, dtype=x.dtype, device=x.device)
+    if not x.requires_grad:
+        return torch.max(x, b)
+    return _LowerBound.apply(x, b)
 
 
 def ste_round(x: Tensor) -> Tensor:

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from tcmcodec._compat import drop_keys
 from tcmcodec.entropy.coder import MAX_TABLE_LENGTH, CdfTables, SymbolDecoder, SymbolEncoder
-from tcmcodec.entropy.gaussian import LIKELIHOOD_BOUND, _to_symbols, lower_bound
+from tcmcodec.entropy.gaussian import LIKELIHOOD_BOUND, _to_symbols
+from tcmcodec.ops import lower_bound
 
 __all__ = ["EntropyBottleneck"]
 

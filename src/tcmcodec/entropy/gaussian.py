@@ -19,9 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from tcmcodec._compat import drop_keys
+from tcmcodec.ops import lower_bound
 from tcmcodec.entropy.coder import CdfTables, SymbolDecoder, SymbolEncoder
 
-__all__ = ["GaussianConditional", "default_scale_table", "lower_bound", "LIKELIHOOD_BOUND"]
+__all__ = ["GaussianConditional", "default_scale_table", "LIKELIHOOD_BOUND"]
 
 LIKELIHOOD_BOUND = 1e-9
 """Floor of every likelihood (CompressAI's ``likelihood_lower_bound``)."""
@@ -32,38 +33,6 @@ SCALES_LEVELS = 64
 
 _INT32_LOW = -2147483648.0
 _INT32_HIGH = 2147483520.0  # largest float32 below 2**31
-
-
-class _LowerBoundFunction(torch.autograd.Function):
-    """``max(x, bound)`` whose gradient also flows where it pushes x up towards the bound."""
-
-    @staticmethod
-    def forward(ctx, inputs: Tensor, bound: Tensor) -> Tensor:  # noqa: D102
-        ctx.save_for_backward(inputs, bound)
-        return torch.max(inputs, bound)
-
-    @staticmethod
-    def backward(ctx, grad_output: Tensor):  # noqa: D102
-        inputs, bound = ctx.saved_tensors
-        pass_through = (inputs >= bound) | (grad_output < 0)
-        return pass_through.type(grad_output.dtype) * grad_output, None
-
-
-def lower_bound(inputs: Tensor, bound: float) -> Tensor:
-    """CompressAI's ``LowerBound``: ``max(inputs, bound)`` with a straight-through gradient.
-
-    Args:
-        inputs: any float tensor.
-        bound: the floor.
-
-    Returns:
-        ``max(inputs, bound)``; in autograd, gradients pass where ``inputs >= bound`` or where a
-        descent step would raise ``inputs`` (negative gradient).
-    """
-    b = torch.tensor([bound], dtype=inputs.dtype, device=inputs.device)
-    if torch.jit.is_scripting() or not inputs.requires_grad:
-        return torch.max(inputs, b)
-    return _LowerBoundFunction.apply(inputs, b)
 
 
 def default_scale_table() -> Tensor:
