@@ -159,3 +159,25 @@ def test_ddp_ranks_hold_identical_parameters_after_a_step(tmp_path, train_dir):
 
     init = params(build_model(cfg))
     assert any(not torch.equal(init[k], a[k]) for k in a)
+
+
+def _ddp_resume_worker(rank: int, world: int, port: int, cfgs: list[TrainConfig], out_dir: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    for i, cfg in enumerate(cfgs):
+        os.environ["MASTER_PORT"] = str(port + i)
+        model = train(cfg)
+    torch.save(params(model), Path(out_dir) / f"rank{rank}.pt")
+
+
+def test_ddp_resume_equals_uninterrupted_ddp_run(tmp_path, train_dir):
+    port = _free_port()
+    straight = [tiny_config(tmp_path / "a", train_dir, steps=2, device="cpu")]
+    mp.spawn(_ddp_resume_worker, args=(2, port, straight, str(tmp_path / "a")), nprocs=2, join=True)
+    (tmp_path / "b").mkdir()
+    pieces = [tiny_config(tmp_path / "b", train_dir, steps=2, stop_at=1, device="cpu"),
+              tiny_config(tmp_path / "b", train_dir, steps=2, resume=True, device="cpu")]
+    mp.spawn(_ddp_resume_worker, args=(2, _free_port(), pieces, str(tmp_path / "b")), nprocs=2, join=True)
+    for rank in (0, 1):
+        assert_same(torch.load(tmp_path / "a" / f"rank{rank}.pt", weights_only=True),
+                    torch.load(tmp_path / "b" / f"rank{rank}.pt", weights_only=True))

@@ -62,8 +62,10 @@ PAD_MODES: tuple[str, ...] = ("replicate", "zero")
 
 #: Largest accepted image side, in pixels (height and width are 1..MAX_DIMENSION).
 MAX_DIMENSION = 65535
-#: Default pixel budget (height * width) of :func:`unpack`: 2**28, about 268 Mpx.
-DEFAULT_MAX_PIXELS = 1 << 28
+#: Default pixel budget (height * width) of :func:`unpack`: 2**26, about 67 Mpx (8192 x 8192).
+#: A tiny file can legitimately describe a huge flat image, and decoding costs about 2 kB of memory
+#: and a fixed amount of network compute per pixel, so the decoder refuses more unless asked.
+DEFAULT_MAX_PIXELS = 1 << 26
 #: Largest accepted quality. 0.0 means "fixed-rate model"; the codec checks the model's own range.
 QUALITY_MAX = 16.0
 #: Total downsampling factor between the image and the hyper-latent z.
@@ -105,7 +107,11 @@ def _padded_ok(side: int, z: int) -> bool:
 
 
 def weights_digest(data: bytes) -> bytes:
-    """The 8-byte model identity stored in a header: ``sha256(data)[:8]``."""
+    """``sha256(data)[:8]``: an 8-byte identity of arbitrary bytes (tests, tools).
+
+    The codec stores ``tcmcodec.zoo.weights_id(model)`` instead: SHA-256 over the state dict's
+    names, shapes and float32 values, truncated to 8 bytes.
+    """
     return hashlib.sha256(data).digest()[:WEIGHTS_ID_SIZE]
 
 

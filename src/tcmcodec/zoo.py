@@ -123,21 +123,30 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> "TCM":
     if not path.is_file():
         raise ValueError(f"checkpoint not found: {path}")
     preset_name = None
-    if path.suffix == ".safetensors":
-        tensors, meta = _load_safetensors(path)
-        config = TCMConfig.from_dict(json.loads(meta["config"])) if "config" in meta else None
-        preset_name = meta.get("preset")
-        model = TCM.from_state_dict(tensors, config)
-    else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise ValueError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
-        if isinstance(obj, dict) and "model" in obj and "model_config" in obj:  # tcm train checkpoint
-            model = TCM.from_state_dict(obj["model"], TCMConfig.from_dict(obj["model_config"]))
-            preset_name = obj.get("preset")
+    try:
+        if path.suffix == ".safetensors":
+            tensors, meta = _load_safetensors(path)
+            preset_name = meta.get("preset") or None
+            if "config" in meta:
+                config = TCMConfig.from_dict(json.loads(meta["config"]))
+            elif preset_name in _REGISTRY:
+                config = _REGISTRY[preset_name].tcm_config()
+            else:
+                config = None  # inferred from the shapes (reference family)
+            model = TCM.from_state_dict(tensors, config)
         else:
-            model = TCM.from_state_dict(obj)
+            # weights_only: a checkpoint is data, never code (no arbitrary unpickling).
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(obj, dict) and "model" in obj and "model_config" in obj:  # tcm train checkpoint
+                model = TCM.from_state_dict(obj["model"], TCMConfig.from_dict(obj["model_config"]))
+                preset_name = obj.get("preset")
+            else:
+                model = TCM.from_state_dict(obj)
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 - unreadable file or mismatched tensors: a bad checkpoint
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"cannot load checkpoint {path}: {first}") from None
     model.preset_name = preset_name
     return model.to(device).eval()
 

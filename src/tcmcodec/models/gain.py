@@ -8,26 +8,32 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["GainUnit", "quality_to_lambda", "LAMBDAS"]
+__all__ = ["GainUnit", "quality_to_lambda", "LAMBDAS", "LAMBDAS_MSSSIM"]
 
 #: CompressAI's lambda grid for MSE models; quality q = 1..8 maps onto it.
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
+#: CompressAI's lambda grid for MS-SSIM models (loss ``lambda * (1 - MS-SSIM) + bpp``).
+LAMBDAS_MSSSIM = (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.00)
 
 
-def quality_to_lambda(quality: float) -> float:
-    """The rate-distortion trade-off lambda for a real quality in [1, 8], log-interpolated on ``LAMBDAS``.
+def quality_to_lambda(quality: float, loss: str = "mse") -> float:
+    """The rate-distortion trade-off lambda for a real quality in [1, 8], log-interpolated on the grid.
 
     Args:
         quality: quality level; integers hit the grid exactly.
+        loss: "mse" (``LAMBDAS``, for ``lambda * 255^2 * MSE + bpp``) or "ms-ssim" (``LAMBDAS_MSSSIM``).
 
     Returns:
-        lambda for the MSE loss ``lambda * 255^2 * MSE + bpp``.
+        The lambda.
     """
-    if not 1.0 <= quality <= len(LAMBDAS):
-        raise ValueError(f"quality must be in [1, {len(LAMBDAS)}], got {quality}")
-    lo = min(int(math.floor(quality)), len(LAMBDAS) - 1)
+    grid = {"mse": LAMBDAS, "ms-ssim": LAMBDAS_MSSSIM}.get(loss)
+    if grid is None:
+        raise ValueError(f"loss must be 'mse' or 'ms-ssim', got {loss!r}")
+    if not 1.0 <= quality <= len(grid):
+        raise ValueError(f"quality must be in [1, {len(grid)}], got {quality}")
+    lo = min(int(math.floor(quality)), len(grid) - 1)
     t = quality - lo
-    return math.exp((1 - t) * math.log(LAMBDAS[lo - 1]) + t * math.log(LAMBDAS[lo]))
+    return math.exp((1 - t) * math.log(grid[lo - 1]) + t * math.log(grid[lo]))
 
 
 class GainUnit(nn.Module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..entropy import EntropyBottleneck, GaussianConditional, SymbolDecoder, SymbolEncoder
+from ..errors import FormatError
 from ..layers import ResidualBlockUpsample, ResidualBlockWithStride, SWAtten, conv3x3, subpel_conv3x3, tcm_stage
 from .gain import GainUnit
 
@@ -98,6 +100,20 @@ class ModelStreams:
     y: bytes
     z_shape: tuple[int, int]
     x_hat: Tensor | None = field(default=None, repr=False)
+
+
+@contextlib.contextmanager
+def _deterministic(device: torch.device):
+    """Deterministic cuDNN algorithms while coding: encoder and decoder must compute the same scales."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
 
 
 def _cc_transform(in_ch: int, hidden: tuple[int, int], out_ch: int) -> nn.Sequential:
@@ -279,7 +295,10 @@ class TCM(nn.Module):
         self._check_input(x)
         if x.shape[0] != 1:
             raise ValueError("compress codes one image at a time (batch size 1)")
-        q = self._quality(quality, 1, x.device)
+        with _deterministic(x.device):
+            return self._compress(x, self._quality(quality, 1, x.device), return_x_hat)
+
+    def _compress(self, x: Tensor, q: Tensor | None, return_x_hat: bool) -> ModelStreams:
         y, z = self._analysis(x, q)
         z_coder = SymbolEncoder()
         _, z_hat = self.entropy_bottleneck.compress(z, z_coder)
@@ -305,20 +324,28 @@ class TCM(nn.Module):
             The reconstruction (1, 3, 64 h, 64 w) clamped to [0, 1].
 
         Raises:
-            FormatError: the streams are corrupt.
+            FormatError: the streams are corrupt or do not fit ``z_shape``.
         """
         h, w = streams.z_shape
         device = next(self.parameters()).device
         q = self._quality(quality, 1, device)
-        z_hat = self.entropy_bottleneck.decompress(SymbolDecoder(streams.z), (h, w))
-        latent_means, latent_scales = self._hyper_synthesis(z_hat, q, (4 * h, 4 * w))
-        y_coder = SymbolDecoder(streams.y)
-        y_hat_slices: list[Tensor] = []
-        for i in range(self.config.num_slices):
-            mu, scale, mean_support = self._slice_params(i, latent_means, latent_scales, y_hat_slices)
-            y_hat_slice = self.gaussian_conditional.decompress(y_coder, scale, mu)
-            y_hat_slices.append(self._lrp(i, mean_support, y_hat_slice))
-        return self._synthesis(torch.cat(y_hat_slices, dim=1), q).clamp_(0, 1)
+        z_coder, y_coder = SymbolDecoder(streams.z), SymbolDecoder(streams.y)
+        # Cheap consistency checks before any network runs: each stream holds exactly its symbols.
+        for name, coder, expected in (("z", z_coder, self.config.z_channels * h * w),
+                                      ("y", y_coder, self.config.M * 16 * h * w)):
+            if coder.remaining != expected:
+                raise FormatError(f"{name} stream holds {coder.remaining} symbols, expected {expected}")
+        with _deterministic(device):
+            z_hat = self.entropy_bottleneck.decompress(z_coder, (h, w))
+            latent_means, latent_scales = self._hyper_synthesis(z_hat, q, (4 * h, 4 * w))
+            y_hat_slices: list[Tensor] = []
+            for i in range(self.config.num_slices):
+                mu, scale, mean_support = self._slice_params(i, latent_means, latent_scales, y_hat_slices)
+                y_hat_slice = self.gaussian_conditional.decompress(y_coder, scale, mu)
+                y_hat_slices.append(self._lrp(i, mean_support, y_hat_slice))
+            z_coder.finish()
+            y_coder.finish()
+            return self._synthesis(torch.cat(y_hat_slices, dim=1), q).clamp_(0, 1)
 
     # ------------------------------------------------------------------ checkpoints
     @staticmethod
