@@ -4,15 +4,24 @@ Data fixtures point at the shared data folder beside the clone (``../shared``) a
 when it is missing, so a CI run without the data cannot pass silently. Set ``TCMCODEC_SHARED_DIR``
 to use another location.
 
+Optional extras (matplotlib, scipy, imagecodecs, pillow_heif, jsonschema, ...): tests that need one use
+the ``require_module`` / ``missing_optional`` fixtures, which skip locally but FAIL when the ``CI``
+environment variable is set (``make test`` installs every extra: ``pip install -e .[all]``).
+
 Torch runs single-threaded in the tests (``OMP_NUM_THREADS=1`` unless already set): on a small,
 shared CPU, multi-threaded small convolutions are up to 100x slower from thread contention.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
@@ -46,6 +55,55 @@ def reference_dir() -> Path:
     d = SHARED_DIR / "reference" / "anchors" / "kodak"
     _require(d / "vtm.json", "published reference curves")
     return d
+
+
+@pytest.fixture(scope="session")
+def tcm_reference_dir() -> Path:
+    """The TCM reference test vectors (``../shared/reference/tcm``: ``regen.py``, ``N64/``, ``N128/``); fails when absent."""
+    d = SHARED_DIR / "reference" / "tcm"
+    _require(d / "regen.py", "TCM reference test vectors")
+    _require(d / "N64" / "io.npz", "TCM reference test vectors")
+    return d
+
+
+@pytest.fixture(scope="session")
+def tcm_regen(tcm_reference_dir) -> ModuleType:
+    """The reference folder's ``regen`` module (``reference_state_dict``, ``load_io``), loaded from its file:
+    ``sys.path`` and ``sys.modules`` are left as they were."""
+    spec = importlib.util.spec_from_file_location("tcm_reference_regen", tcm_reference_dir / "regen.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: Under CI (``CI`` set to anything but empty / 0 / false / no) missing optional extras fail instead of skipping.
+IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _missing_optional(reason: str) -> NoReturn:
+    if IN_CI:
+        pytest.fail(f"{reason} (CI installs every extra: pip install -e '.[all]')", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def missing_optional() -> Callable[[str], NoReturn]:
+    """``missing_optional(reason)``: skip the test locally, fail it under CI."""
+    return _missing_optional
+
+
+@pytest.fixture(scope="session")
+def require_module() -> Callable[[str], ModuleType]:
+    """``require_module(name)``: the imported module; if it is not installed, skip locally and fail under CI."""
+
+    def require(name: str) -> ModuleType:
+        try:
+            return importlib.import_module(name)
+        except ImportError as e:
+            _missing_optional(f"needs {name}: {e}")
+
+    return require
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
 
-from tcmcodec import anchors, metrics, results
+from tcmcodec import anchor_codecs, anchors, metrics, results
 
 AVAILABLE = anchors.available_codecs()
 CROP = 256  # >= 161 px so that MS-SSIM is defined
@@ -33,9 +34,9 @@ def quick_results(two_images):
 
 
 @pytest.mark.parametrize("key", list(anchors.CODECS))
-def test_anchor_curves_are_monotone_in_quality(key, quick_results):
+def test_anchor_curves_are_monotone_in_quality(key, quick_results, missing_optional):
     if AVAILABLE[key] is not None:
-        pytest.skip(f"{key}: {AVAILABLE[key]}")
+        missing_optional(f"{key}: {AVAILABLE[key]}")
     data = quick_results[key]
     results.validate(data, strict=True)
     # mean over the two images per sweep point, in sweep order (low -> high quality)
@@ -57,18 +58,18 @@ def test_anchor_curves_are_monotone_in_quality(key, quick_results):
     assert data["settings"]["codec"] == key and data["settings"]["library"] in data["description"]
 
 
-def test_jpeg_444_costs_more_bits_than_420_at_equal_quality_setting(quick_results):
+def test_jpeg_444_costs_more_bits_than_420_at_equal_quality_setting(quick_results, missing_optional):
     if AVAILABLE["jpeg"] or AVAILABLE["jpeg444"]:
-        pytest.skip("no JPEG")
+        missing_optional("no JPEG")
     b420 = quick_results["jpeg"]["results"]["bpp"]
     b444 = quick_results["jpeg444"]["results"]["bpp"]
     assert all(b > a for a, b in zip(b420, b444))
 
 
 @pytest.mark.parametrize("key", list(anchors.CODECS))
-def test_encode_decode_round_trip_keeps_the_size(key, two_images):
+def test_encode_decode_round_trip_keeps_the_size(key, two_images, missing_optional):
     if AVAILABLE[key] is not None:
-        pytest.skip(f"{key}: {AVAILABLE[key]}")
+        missing_optional(f"{key}: {AVAILABLE[key]}")
     from PIL import Image
 
     img = Image.open(two_images[0]).convert("RGB").crop((0, 0, 96, 64))  # odd chroma-friendly small size
@@ -79,14 +80,14 @@ def test_encode_decode_round_trip_keeps_the_size(key, two_images):
 
 
 def test_run_writes_one_json_per_codec_and_skips_missing_libraries(two_images, tmp_path, monkeypatch, capsys):
-    real = anchors._check_available
+    real = anchor_codecs._check_available
 
     def fake(key):
         if key == "jpegxl":
             raise ImportError("imagecodecs is not installed")
         return real(key)
 
-    monkeypatch.setattr(anchors, "_check_available", fake)
+    monkeypatch.setattr(anchor_codecs, "_check_available", fake)
     paths = anchors.run(two_images[0].parent, tmp_path, codecs=["jpeg", "jpegxl"], workers=1, crop=CROP,
                         max_images=1, qualities={"jpeg": (20, 80)})
     assert paths == [tmp_path / "jpeg.json"]
@@ -97,9 +98,9 @@ def test_run_writes_one_json_per_codec_and_skips_missing_libraries(two_images, t
     assert "libjpeg" in data["description"] and "Pillow" in data["description"]
 
 
-def test_run_in_a_process_pool_matches_one_process(two_images, tmp_path):
+def test_run_in_a_process_pool_matches_one_process(two_images, tmp_path, missing_optional):
     if AVAILABLE["jpeg"]:
-        pytest.skip("no JPEG")
+        missing_optional("no JPEG")
     kw = dict(codecs=["jpeg"], crop=CROP, qualities={"jpeg": (30, 70)})
     (one,) = anchors.run(two_images[0].parent, tmp_path / "one", workers=1, max_images=2, **kw)
     (two,) = anchors.run(two_images[0].parent, tmp_path / "two", workers=2, max_images=2, **kw)
@@ -135,8 +136,26 @@ def test_results_writer_output_validates_against_the_schema(tmp_path):
     assert loaded["results"]["bpp"] == pytest.approx([0.205, 0.505, 1.105])
     assert loaded["results"]["ms-ssim-rgb-db"][0] == pytest.approx(-10 * math.log10(1 - 0.93))
     assert len(loaded["per_image"]) == 6
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema  # the dev extra
+
     jsonschema.validate(loaded, results.SCHEMA)
+
+
+def test_results_are_written_atomically(tmp_path, monkeypatch):
+    path = tmp_path / "x.json"
+    path.write_text("previous")
+    data = results.make_results("X", "a test codec", _rows())
+
+    def fail(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        results.write_results(path, data)
+    assert path.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temporary file left behind
+    monkeypatch.undo()
+    assert results.read_results(results.write_results(path, data), strict=True)["name"] == "X"
 
 
 def test_published_files_validate_leniently(reference_dir):
@@ -177,7 +196,7 @@ def test_psnr_is_10_log10_of_peak_over_mse():
 
 
 def test_metrics_accept_pil_arrays_and_float_tensors(two_images):
-    torch = pytest.importorskip("torch")
+    import torch
     from PIL import Image
 
     img = Image.open(two_images[0]).convert("RGB").crop((0, 0, 200, 180))

@@ -65,8 +65,8 @@ def test_pchip_and_cubic_agree_on_a_smooth_curve():
     assert a < -20
 
 
-def test_numpy_pchip_fallback_matches_scipy(monkeypatch):
-    pytest.importorskip("scipy")
+def test_numpy_pchip_fallback_matches_scipy(monkeypatch, require_module):
+    require_module("scipy")
     worse = curve(bpp=[b * (1.05 + 0.03 * i) for i, b in enumerate(BPP)], psnr=[p - 0.1 for p in PSNR])
     with_scipy = bdrate.bd_rate(curve(), worse)
     monkeypatch.setitem(sys.modules, "scipy.interpolate", None)  # makes "from scipy.interpolate import" fail

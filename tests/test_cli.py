@@ -302,8 +302,8 @@ def test_bdrate_wrapper_matches_the_library(run, reference_dir):
     assert cli.BDRATE_METHODS == bdrate.METHODS and cli.BDRATE_METRICS == bdrate.METRICS
 
 
-def test_plot_wrapper_writes_a_png(run, reference_dir, tmp_path):
-    pytest.importorskip("matplotlib")
+def test_plot_wrapper_writes_a_png(run, reference_dir, tmp_path, require_module):
+    require_module("matplotlib")
     rc, out, err = run("plot", reference_dir / "jpeg.json", "--reference-dir", reference_dir,
                        "--published", "vtm", "-o", tmp_path / "rd.png")
     assert (rc, err) == (0, "")
@@ -318,3 +318,19 @@ def test_anchors_wrapper_measures_jpeg(run, kodak_dir, tmp_path):
     assert rc == 0, err
     data = json.loads((tmp_path / "jpeg.json").read_text())
     assert len(data["results"]["bpp"]) == 2
+
+
+def test_eval_subcommand_writes_results_for_real_files(tmp_path, kodak_dir, tcm_xs_checkpoint):
+    from PIL import Image
+
+    from tcmcodec import results
+    from tcmcodec.cli import main
+
+    data = tmp_path / "images"
+    data.mkdir()
+    Image.open(kodak_dir / "kodim23.png").crop((0, 0, 192, 176)).save(data / "crop.png")
+    out = tmp_path / "r.json"
+    code = main(["eval", str(data), "--checkpoint", str(tcm_xs_checkpoint), "--quality", "2,6", "-o", str(out)])
+    assert code == 0
+    r = results.read_results(out)
+    assert len(r["results"]["bpp"]) == 2 and r["mismatches"] == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -269,6 +270,30 @@ def test_weights_id_follows_in_place_weight_updates(small):
 def test_images_must_have_1_to_65535_pixels_per_side(tcm_xs, size):
     with pytest.raises(ValueError, match="1..65535"):
         codec.compress(Image.new("L", size), tcm_xs)
+
+
+def test_an_oversized_image_file_is_rejected_before_its_pixels_are_decoded(tcm_xs, tmp_path):
+    buf = io.BytesIO()
+    Image.new("L", (65536, 1)).save(buf, format="PNG")
+    data = buf.getvalue()
+    path = tmp_path / "wide.png"
+    path.write_bytes(data[: data.find(b"IDAT") + 4])  # header intact, pixels cut: decoding them is an OSError
+    with pytest.raises(ValueError, match="1..65535"):
+        codec.compress(path, tcm_xs)
+
+
+@pytest.mark.parametrize("warning_as_error", [False, True])
+def test_decompression_bombs_are_value_errors(tcm_xs, tmp_path, monkeypatch, warning_as_error):
+    path = tmp_path / "bomb.png"
+    Image.new("L", (64, 40)).save(path)  # 2560 pixels
+    # Pillow raises DecompressionBombError above 2 * MAX_IMAGE_PIXELS, else warns above MAX_IMAGE_PIXELS
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000 if warning_as_error else 1000)
+    with warnings.catch_warnings():
+        if warning_as_error:
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with pytest.raises(ValueError, match="bomb.png: .*decompression bomb") as info:
+            codec.compress(path, tcm_xs)
+    assert "\n" not in str(info.value)
 
 
 def test_bad_arrays_are_rejected(tcm_xs):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import zlib
 from pathlib import Path
 
@@ -23,29 +22,18 @@ from tcmcodec.entropy import (
 from tcmcodec.entropy.coder import PRECISION, _uvarint
 from tcmcodec.errors import FormatError
 
-REFERENCE = Path(__file__).parents[1].parent / "shared" / "reference" / "tcm"
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _regen():
-    if not (REFERENCE / "N64" / "io.npz").is_file():
-        pytest.skip(f"reference test vectors not found at {REFERENCE}")
-    sys.path.insert(0, str(REFERENCE))
-    import regen  # noqa: PLC0415
-
-    return regen
-
-
-def _entropy_state(config: str) -> dict[str, np.ndarray]:
+def _entropy_state(regen, config: str) -> dict[str, np.ndarray]:
     """The official ``entropy_bottleneck.*`` / ``gaussian_conditional.*`` tensors of a config.
 
-    Rebuilt with ``regen``'s own per-tensor rule, for just these keys (fast).
+    Rebuilt with ``regen``'s own per-tensor rule (the ``tcm_regen`` fixture), for just these keys (fast).
     """
-    regen = _regen()
-    folder = REFERENCE / config
+    folder = Path(regen.HERE) / config
     manifest = json.loads((folder / "manifest.json").read_text())["tensors"]
     exact = np.load(folder / "exact.npz")
     return {
@@ -59,9 +47,9 @@ def _sub(state: dict[str, np.ndarray], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix):]: torch.from_numpy(v) for k, v in state.items() if k.startswith(prefix)}
 
 
-def _bottleneck(config: str) -> EntropyBottleneck:
+def _bottleneck(regen, config: str) -> EntropyBottleneck:
     eb = EntropyBottleneck(192)
-    eb.load_state_dict(_sub(_entropy_state(config), "entropy_bottleneck."), strict=True)
+    eb.load_state_dict(_sub(_entropy_state(regen, config), "entropy_bottleneck."), strict=True)
     return eb.eval()
 
 
@@ -234,8 +222,8 @@ def test_garbage_with_a_valid_checksum_never_crashes(blob_and_calls):
 # --- EntropyBottleneck -----------------------------------------------------------------------
 
 
-def test_entropy_bottleneck_loads_the_official_state_dict_strictly():
-    regen = _regen()
+def test_entropy_bottleneck_loads_the_official_state_dict_strictly(tcm_regen):
+    regen = tcm_regen
     state = regen.reference_state_dict("N64")
     eb = EntropyBottleneck(192)
     eb.load_state_dict(_sub(state, "entropy_bottleneck."), strict=True)
@@ -247,9 +235,9 @@ def test_entropy_bottleneck_loads_the_official_state_dict_strictly():
 
 
 @pytest.mark.parametrize("config", ["N64", "N128"])
-def test_entropy_bottleneck_likelihoods_match_the_reference(config):
-    io = _regen().load_io(config)
-    eb = _bottleneck(config)
+def test_entropy_bottleneck_likelihoods_match_the_reference(tcm_regen, config):
+    io = tcm_regen.load_io(config)
+    eb = _bottleneck(tcm_regen, config)
     np.testing.assert_array_equal(eb.medians().detach().numpy(), io["z_medians"])
     z_hat = torch.from_numpy(io["z_symbols"]).float() + eb.medians().detach().reshape(1, -1, 1, 1)
     lik = eb.likelihood(z_hat).detach().numpy()
@@ -330,10 +318,10 @@ def test_entropy_bottleneck_tables_can_never_be_stale():
 
 
 @pytest.mark.parametrize("config", ["N64", "N128"])
-def test_gaussian_conditional_matches_reference_likelihoods_and_indexes(config):
-    io = _regen().load_io(config)
+def test_gaussian_conditional_matches_reference_likelihoods_and_indexes(tcm_regen, config):
+    io = tcm_regen.load_io(config)
     gc = GaussianConditional()
-    gc.load_state_dict(_sub(_entropy_state(config), "gaussian_conditional."), strict=True)
+    gc.load_state_dict(_sub(_entropy_state(tcm_regen, config), "gaussian_conditional."), strict=True)
     assert gc.state_dict() == {}
     scales = torch.from_numpy(io["scales"])
     lik = gc.likelihood(torch.from_numpy(io["y_symbols"]).float(), scales).numpy()
@@ -378,9 +366,9 @@ def _bits(likelihoods: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("config", ["N64", "N128"])
-def test_real_coded_size_is_within_one_percent_of_the_estimate_on_reference_vectors(config):
-    io = _regen().load_io(config)
-    eb, gc = _bottleneck(config), GaussianConditional()
+def test_real_coded_size_is_within_one_percent_of_the_estimate_on_reference_vectors(tcm_regen, config):
+    io = tcm_regen.load_io(config)
+    eb, gc = _bottleneck(tcm_regen, config), GaussianConditional()
     encoder = SymbolEncoder()
     eb.compress(torch.from_numpy(io["z"]), encoder)
     encoder.encode(io["y_symbols"], gc.build_indexes(torch.from_numpy(io["scales"])), gc.tables())
@@ -392,8 +380,8 @@ def test_real_coded_size_is_within_one_percent_of_the_estimate_on_reference_vect
     assert real <= 1.01 * estimate
 
 
-def test_real_coded_size_is_within_one_percent_of_the_estimate_on_calibrated_symbols():
-    io = _regen().load_io("N64")
+def test_real_coded_size_is_within_one_percent_of_the_estimate_on_calibrated_symbols(tcm_regen):
+    io = tcm_regen.load_io("N64")
     gc = GaussianConditional()
     scales = torch.from_numpy(io["scales"])
     rng = np.random.default_rng(5)

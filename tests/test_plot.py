@@ -24,16 +24,16 @@ def _curve(name, shift=0.0):
     }
 
 
-def test_plot_writes_a_png(tmp_path):
-    pytest.importorskip("matplotlib")
+def test_plot_writes_a_png(tmp_path, require_module):
+    require_module("matplotlib")
     out = plot.plot_rd([_curve("A"), _curve("B", 1.0)], tmp_path / "img" / "rd.png", title="test")
     data = out.read_bytes()
     assert out == tmp_path / "img" / "rd.png"
     assert data.startswith(PNG_MAGIC) and len(data) > 10_000
 
 
-def test_plot_overlays_published_curves_including_psnr_only_ones(tmp_path, reference_dir):
-    pytest.importorskip("matplotlib")
+def test_plot_overlays_published_curves_including_psnr_only_ones(tmp_path, reference_dir, require_module):
+    require_module("matplotlib")
     src = tmp_path / "a.json"
     import json
 
@@ -42,14 +42,14 @@ def test_plot_overlays_published_curves_including_psnr_only_ones(tmp_path, refer
     assert out.read_bytes().startswith(PNG_MAGIC)
 
 
-def test_plot_reports_a_missing_published_curve(tmp_path, reference_dir):
-    pytest.importorskip("matplotlib")
+def test_plot_reports_a_missing_published_curve(tmp_path, reference_dir, require_module):
+    require_module("matplotlib")
     with pytest.raises(FileNotFoundError, match="nope"):
         plot.plot_rd([_curve("A")], tmp_path / "rd.png", reference_dir=reference_dir, published=("nope",))
 
 
-def test_plot_needs_something_to_draw(tmp_path):
-    pytest.importorskip("matplotlib")
+def test_plot_needs_something_to_draw(tmp_path, require_module):
+    require_module("matplotlib")
     with pytest.raises(ValueError, match="nothing to plot"):
         plot.plot_rd([], tmp_path / "rd.png")
 

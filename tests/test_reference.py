@@ -3,9 +3,6 @@ test vectors in ../shared/reference/tcm (teacher forcing, as its README describe
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -16,21 +13,12 @@ TOLERANCE = 1e-4  # max abs error / max abs value, at every stage
 REFERENCE_PARAMETERS = {"N64": 45_180_752, "N128": 76_568_148}
 
 
-TCM_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "tcm"
-
-
 @pytest.fixture(scope="module", params=["N64", "N128"])
-def reference(request):
-    assert (TCM_REFERENCE / "regen.py").is_file(), f"reference vectors missing: {TCM_REFERENCE}"
-    sys.path.insert(0, str(TCM_REFERENCE))
-    try:
-        from regen import load_io, reference_state_dict
-    finally:
-        sys.path.pop(0)
+def reference(request, tcm_regen):
     config = request.param
-    state_dict = reference_state_dict(config)
+    state_dict = tcm_regen.reference_state_dict(config)
     model = TCM.from_state_dict(state_dict)
-    io = {k: torch.from_numpy(v) for k, v in load_io(config).items()}
+    io = {k: torch.from_numpy(v) for k, v in tcm_regen.load_io(config).items()}
     return config, model, io, state_dict
 
 

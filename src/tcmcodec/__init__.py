@@ -1,6 +1,8 @@
 """tcmcodec: learned image compression with the TCM model.
 
-Light to import: heavy submodules (torch models, codec) load on first use.
+Light to import: heavy submodules (torch models, codec) load on first use. After a plain
+``import tcmcodec``, ``tcmcodec.codec``, ``tcmcodec.zoo``, ``tcmcodec.bitstream``, ... are reachable
+as attributes (imported on first access).
 """
 
 from __future__ import annotations
@@ -21,6 +23,33 @@ _LAZY = {
     "TCMConfig": "models",
 }
 
+#: Submodules imported on first attribute access (``tcmcodec.codec`` without ``import tcmcodec.codec``).
+_SUBMODULES = frozenset({
+    "anchor_codecs",
+    "anchors",
+    "bdrate",
+    "bitstream",
+    "cli",
+    "cli_eval",
+    "crops",
+    "codec",
+    "datasets",
+    "demo",
+    "entropy",
+    "errors",
+    "evaluate",
+    "imageio",
+    "layers",
+    "metrics",
+    "models",
+    "ops",
+    "pil_plugin",
+    "plot",
+    "results",
+    "train",
+    "zoo",
+})
+
 __all__ = ["FormatError", "__version__", *_LAZY]
 
 
@@ -28,8 +57,10 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         module = importlib.import_module(f".{_LAZY[name]}", __name__)
         return getattr(module, name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'tcmcodec' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted({*__all__, *_SUBMODULES})

@@ -22,18 +22,19 @@ No heavy imports at module level (scipy only inside the functions).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .metrics import msssim_to_db
 
 __all__ = ["bd_rate", "bd_psnr", "bd_rate_curves", "bd_psnr_curves", "overlap", "METHODS", "METRICS"]
 
 METHODS = ("pchip", "cubic")
 METRICS = ("psnr-rgb", "ms-ssim-rgb", "ms-ssim-rgb-db")
 _MIN_POINTS = {"pchip": 2, "cubic": 4}
-
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -75,7 +76,7 @@ def _curve(obj: Any, metric: str, role: str) -> tuple[np.ndarray, np.ndarray, st
     if to_db:
         if np.any((q < 0) | (q >= 1)):
             raise ValueError(f"{role} ({name}): MS-SSIM values must lie in [0, 1)")
-        q = -10.0 * np.log10(1.0 - q)
+        q = np.array([msssim_to_db(v) for v in q.tolist()], dtype=np.float64)
     return r, q, name
 
 
@@ -104,6 +105,13 @@ def _check(rate: np.ndarray, dist: np.ndarray, method: str, role: str) -> tuple[
             f"rate={rate[order].tolist()}, quality={d.tolist()}"
         )
     return lr, d
+
+
+def _check_pair(
+    rate_anchor: Any, dist_anchor: Any, rate_test: Any, dist_test: Any, method: str
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """:func:`_check` of the anchor curve and of the test curve."""
+    return _check(rate_anchor, dist_anchor, method, "anchor"), _check(rate_test, dist_test, method, "test")
 
 
 def _overlap(d1: np.ndarray, d2: np.ndarray, what: str) -> tuple[float, float]:
@@ -204,8 +212,7 @@ def bd_rate_curves(
     method: str = "pchip",
 ) -> float:
     """BD-rate in percent from raw arrays (rates > 0, e.g. bpp; distortion = quality, e.g. PSNR in dB)."""
-    lr1, d1 = _check(rate_anchor, dist_anchor, method, "anchor")
-    lr2, d2 = _check(rate_test, dist_test, method, "test")
+    (lr1, d1), (lr2, d2) = _check_pair(rate_anchor, dist_anchor, rate_test, dist_test, method)
     lo, hi = _overlap(d1, d2, "quality")
     diff = _mean_over(d2, lr2, lo, hi, method) - _mean_over(d1, lr1, lo, hi, method)
     return float((10.0**diff - 1.0) * 100.0)
@@ -219,8 +226,7 @@ def bd_psnr_curves(
     method: str = "pchip",
 ) -> float:
     """BD-PSNR (mean quality difference, test minus anchor) over the overlapping log-rate range."""
-    lr1, d1 = _check(rate_anchor, dist_anchor, method, "anchor")
-    lr2, d2 = _check(rate_test, dist_test, method, "test")
+    (lr1, d1), (lr2, d2) = _check_pair(rate_anchor, dist_anchor, rate_test, dist_test, method)
     # quality as a function of log-rate: sort by rate
     o1, o2 = np.argsort(lr1), np.argsort(lr2)
     lr1, d1, lr2, d2 = lr1[o1], d1[o1], lr2[o2], d2[o2]
@@ -228,6 +234,18 @@ def bd_psnr_curves(
         raise ValueError("rates must be distinct within each curve")
     lo, hi = _overlap(lr1, lr2, "log10(rate)")
     return float(_mean_over(lr2, d2, lo, hi, method) - _mean_over(lr1, d1, lo, hi, method))
+
+
+def _on_results(
+    what: str, of_curves: Callable[..., float], anchor: Any, test: Any, method: str, metric: str
+) -> float:
+    """``of_curves`` (:func:`bd_rate_curves` / :func:`bd_psnr_curves`) on two results; a ``ValueError`` names both."""
+    r1, d1, n1 = _curve(anchor, metric, "anchor")
+    r2, d2, n2 = _curve(test, metric, "test")
+    try:
+        return of_curves(r1, d1, r2, d2, method=method)
+    except ValueError as e:
+        raise ValueError(f"{what} of {n2!r} vs {n1!r} ({metric}, {method}): {e}") from None
 
 
 def bd_rate(anchor: Any, test: Any, method: str = "pchip", metric: str = "psnr-rgb") -> float:
@@ -238,12 +256,7 @@ def bd_rate(anchor: Any, test: Any, method: str = "pchip", metric: str = "psnr-r
     for too few points (2 for pchip, 4 for cubic), non-finite or non-positive values, non-monotone curves
     (pchip), or curves whose quality ranges do not overlap.
     """
-    r1, d1, n1 = _curve(anchor, metric, "anchor")
-    r2, d2, n2 = _curve(test, metric, "test")
-    try:
-        return bd_rate_curves(r1, d1, r2, d2, method=method)
-    except ValueError as e:
-        raise ValueError(f"BD-rate of {n2!r} vs {n1!r} ({metric}, {method}): {e}") from None
+    return _on_results("BD-rate", bd_rate_curves, anchor, test, method, metric)
 
 
 def bd_psnr(anchor: Any, test: Any, method: str = "pchip", metric: str = "psnr-rgb") -> float:
@@ -251,9 +264,4 @@ def bd_psnr(anchor: Any, test: Any, method: str = "pchip", metric: str = "psnr-r
 
     Same arguments as :func:`bd_rate`; for ``metric="ms-ssim-rgb"`` the delta is in MS-SSIM dB.
     """
-    r1, d1, n1 = _curve(anchor, metric, "anchor")
-    r2, d2, n2 = _curve(test, metric, "test")
-    try:
-        return bd_psnr_curves(r1, d1, r2, d2, method=method)
-    except ValueError as e:
-        raise ValueError(f"BD-PSNR of {n2!r} vs {n1!r} ({metric}, {method}): {e}") from None
+    return _on_results("BD-PSNR", bd_psnr_curves, anchor, test, method, metric)

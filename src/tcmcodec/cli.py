@@ -10,12 +10,14 @@ One subcommand per function, registered with :func:`command`::
         from .train import main as train_main   # heavy imports inside the function
         ...
 
-A subcommand returns its exit status (None = 0). Expected failures are raised, not printed:
+Subcommands may live in other modules (``demo``: :mod:`tcmcodec.demo`; ``anchors``, ``bdrate``, ``plot``:
+:mod:`tcmcodec.cli_eval`): they import :func:`command` from here, and this module imports them so that they
+register. A subcommand returns its exit status (None = 0). Expected failures are raised, not printed:
 :class:`UsageError` (exit 2), :class:`CLIError`, ``FormatError``, ``ValueError`` and ``OSError``
 (exit 1); :func:`main` prints them as ONE line ``tcm: error: ...`` on stderr, never a traceback
 (``tcm --debug ...`` re-raises instead). Warnings are printed as ``tcm: warning: ...``.
 Outputs are written with :func:`write_atomic` (temporary file in the same directory, then
-``os.replace``), so a failure never leaves a partial file behind.
+``os.replace``; :mod:`tcmcodec._fileio`), so a failure never leaves a partial file behind.
 """
 
 from __future__ import annotations
@@ -25,9 +27,7 @@ import io
 import json
 import math
 import os
-import secrets
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import FormatError
+from . import __version__, _fileio
+from .errors import FormatError, one_line
 
 __all__ = ["main", "build_parser", "command", "Command", "COMMANDS", "CLIError", "UsageError", "write_atomic"]
 
@@ -103,23 +103,12 @@ def _say(args: argparse.Namespace, msg: str) -> None:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same directory, then ``os.replace``."""
-    path = Path(path)
-    directory = path.parent
+    """Write ``data`` to ``path`` atomically (:func:`tcmcodec._fileio.write_atomic`: a temporary file in the
+    same directory, then ``os.replace``); :class:`CLIError` if the directory does not exist."""
+    directory = Path(path).parent
     if not directory.is_dir():
         raise CLIError(f"{directory}: no such directory")
-    tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    _fileio.write_atomic(path, data)
 
 
 def _check_inputs(paths: Sequence[str]) -> list[Path]:
@@ -236,7 +225,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
     c = codec.Codec(model, args.checkpoint, args.device, pad_mode=args.pad_mode)
     try:
-        codec._encode_quality(c.model, args.quality)
+        codec.check_quality(c.model, args.quality)
     except ValueError as e:
         raise UsageError(f"--quality: {e}") from None
     for src, dst in zip(_progress(inputs, args, "image"), outputs):
@@ -390,253 +379,21 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------- demo
+# --------------------------------------------------------------------------------------- demo, anchors, bdrate, plot
+
+# Their modules register them here, keeping the ``tcm --help`` order (both import only this module's helpers).
+from . import demo  # noqa: E402,F401  -- registers "demo"
+from . import cli_eval  # noqa: E402,F401  -- registers "anchors", "bdrate", "plot"
+from .cli_eval import BDRATE_METHODS, BDRATE_METRICS  # noqa: E402,F401  -- re-exported
+
+#: Names that moved to :mod:`tcmcodec.demo`, still importable from here (resolved on use: see ``__getattr__``).
+_MOVED_TO_DEMO = ("jpeg_for_psnr", "_jpeg_bytes", "cmd_demo")
 
 
-def _jpeg_bytes(img: Any, quality: int) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality, subsampling=2, optimize=True)  # 4:2:0
-    return buf.getvalue()
-
-
-def jpeg_for_psnr(img: Any, target: float) -> tuple[int, bytes, float] | None:
-    """Smallest-quality Pillow JPEG (4:2:0) whose PSNR reaches ``target`` dB: ``(quality, bytes, psnr)``.
-
-    Binary search over quality 1..100 (PSNR grows with quality); None if even quality 100 falls short.
-    """
-    from PIL import Image
-
-    from .metrics import psnr
-
-    def measure(q: int) -> tuple[bytes, float]:
-        data = _jpeg_bytes(img, q)
-        return data, psnr(img, Image.open(io.BytesIO(data)))
-
-    best = None
-    lo, hi = 1, 100
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        data, p = measure(mid)
-        if p >= target:
-            best, hi = (mid, data, p), mid - 1
-        else:
-            lo = mid + 1
-    return best
-
-
-def _configure_demo(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--output", metavar="DIR", help="where to write the outputs (default: a new temp dir)")
-    p.add_argument("--model", default="tcm-xs", metavar="NAME", help="model preset (default: tcm-xs)")
-    p.add_argument("--checkpoint", metavar="PATH", help="use these weights instead of the shipped ones")
-    p.add_argument("--quality", type=float, metavar="Q", help="quality (default: the model's)")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-
-
-@command("demo", "compress a sample photo and compare with JPEG", _configure_demo)
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Compress and decompress the bundled sample photo with the shipped weights, then find the
-    size JPEG needs for the same PSNR."""
-    from importlib import resources
-
-    from PIL import Image
-
-    from . import codec, zoo
-    from .metrics import psnr
-
-    try:
-        preset = zoo.get_preset(args.model)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if args.checkpoint is None and preset.weights_path() is None:
-        raise CLIError(
-            f"the {args.model} weights are not installed (tcmcodec/weights/{preset.weights or '-'} is missing); "
-            "pass --checkpoint PATH to run the demo with other weights"
-        )
-    out_dir = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="tcm-demo-"))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    sample = resources.files("tcmcodec") / "data" / "sample.png"
-    with resources.as_file(sample) as path:
-        original_png = path.read_bytes()
-    with Image.open(io.BytesIO(original_png)) as im:
-        img = im.convert("RGB")
-
-    t0 = time.perf_counter()
-    c = codec.Codec(args.model, args.checkpoint, args.device)
-    t_load = time.perf_counter() - t0
-    try:
-        codec._encode_quality(c.model, args.quality)
-    except ValueError as e:
-        raise UsageError(f"--quality: {e}") from None
-    t0 = time.perf_counter()
-    data, rec = c.compress_with_reconstruction(img, args.quality)
-    t_enc = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    dec = c.decompress(data)
-    t_dec = time.perf_counter() - t0
-    exact = dec.tobytes() == rec.tobytes()
-
-    pixels = img.width * img.height
-    quality = codec.bitstream.read_header(data).quality
-    p_tcm = psnr(img, dec)
-    jpeg = jpeg_for_psnr(img, p_tcm)
-
-    write_atomic(out_dir / "sample.png", original_png)
-    write_atomic(out_dir / "sample.tcm", data)
-    buf = io.BytesIO()
-    dec.save(buf, format="PNG")
-    write_atomic(out_dir / "sample_decoded.png", buf.getvalue())
-
-    weights = "shipped weights" if args.checkpoint is None else f"weights {args.checkpoint}"
-    print(f"tcm demo: {c.name} ({weights}), quality {quality:g}, sample photo {img.width}x{img.height} "
-          "(Washington Monument, Carol M. Highsmith, public domain)")
-    print(f"  original PNG  {len(original_png):>9,} bytes  {8 * len(original_png) / pixels:6.3f} bpp")
-    print(f"  tcm           {len(data):>9,} bytes  {8 * len(data) / pixels:6.3f} bpp  PSNR {p_tcm:5.2f} dB  "
-          f"(encode {t_enc:.1f} s, decode {t_dec:.1f} s, model load {t_load:.1f} s; "
-          f"{'bit-exact' if exact else 'NOT bit-exact'})")
-    if jpeg is None:
-        print(f"  JPEG 4:2:0    cannot reach {p_tcm:.2f} dB even at quality 100")
-    else:
-        q, jdata, p_jpeg = jpeg
-        name = f"sample_jpeg_q{q}.jpg"
-        write_atomic(out_dir / name, jdata)
-        print(f"  JPEG 4:2:0    {len(jdata):>9,} bytes  {8 * len(jdata) / pixels:6.3f} bpp  PSNR {p_jpeg:5.2f} dB  "
-              f"(quality {q}, the smallest JPEG at >= {p_tcm:.2f} dB)")
-        if len(jdata) >= len(data):
-            print(f"  JPEG needs {len(jdata) / len(data):.2f}x the bytes of tcm at the same PSNR "
-                  f"(tcm saves {100 * (1 - len(data) / len(jdata)):.0f}%)")
-        else:
-            print(f"  tcm needs {len(data) / len(jdata):.2f}x the bytes of JPEG at the same PSNR")
-    print(f"  outputs in {out_dir}")
-    return 0 if exact else 1
-
-
-# --------------------------------------------------------------------------------------- anchors / bdrate / plot
-
-
-def _parse_crop(text: str) -> int | tuple[int, int]:
-    try:
-        if "x" in text:
-            w, h = text.lower().split("x")
-            return (int(w), int(h))
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or WxH, got {text!r}") from None
-
-
-def _parse_sweep(text: str) -> tuple[str, list[float]]:
-    key, sep, values = text.partition("=")
-    try:
-        if not sep:
-            raise ValueError
-        return key, [float(v) for v in values.split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected CODEC=V1,V2,..., got {text!r}") from None
-
-
-def _configure_anchors(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", metavar="DIR", help="folder of images (e.g. ../shared/data/kodak)")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="where to write <codec>.json")
-    p.add_argument("--codecs", metavar="LIST", help="comma-separated codec keys (default: all available)")
-    p.add_argument("--sweep", action="append", type=_parse_sweep, default=[], metavar="CODEC=V1,V2,...",
-                   help="override a codec's sweep values (repeatable)")
-    p.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
-    p.add_argument("--crop", type=_parse_crop, metavar="N|WxH", help="center-crop every image (quick runs)")
-    p.add_argument("--max-images", type=int, metavar="N", help="use the first N images")
-    p.add_argument("-q", "--quiet", action="store_true", help="no per-image progress lines")
-
-
-@command("anchors", "measure classical codecs (JPEG, WebP, AVIF, ...) on a dataset", _configure_anchors)
-def cmd_anchors(args: argparse.Namespace) -> int:
-    """Encode, decode and measure classical codecs on every image of a folder; write one
-    CompressAI-style results JSON per codec."""
-    from . import anchors
-
-    codecs = [c.strip() for c in args.codecs.split(",") if c.strip()] if args.codecs else None
-    if not Path(args.dataset).is_dir():
-        raise CLIError(f"{args.dataset}: not a directory")
-    written = anchors.run(args.dataset, args.output, codecs, args.workers, qualities=dict(args.sweep) or None,
-                          crop=args.crop, max_images=args.max_images, progress=not args.quiet)
-    for path in written:
-        print(path)
-    if not written:
-        raise CLIError("no codec could be measured (their libraries are missing)")
-    return 0
-
-
-# Same as tcmcodec.bdrate.METHODS / METRICS (not imported here: building the parser stays cheap).
-BDRATE_METHODS = ("pchip", "cubic")
-BDRATE_METRICS = ("psnr-rgb", "ms-ssim-rgb", "ms-ssim-rgb-db")
-
-
-def _configure_bdrate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("anchor", metavar="ANCHOR.json", help="results of the reference codec")
-    p.add_argument("tests", nargs="+", metavar="TEST.json", help="results to compare with the anchor")
-    p.add_argument("--method", choices=BDRATE_METHODS, default="pchip", help="interpolation (default: pchip)")
-    p.add_argument("--metric", choices=BDRATE_METRICS, default="psnr-rgb", help="quality axis (default: psnr-rgb)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-
-@command("bdrate", "Bjøntegaard delta rate / PSNR between results files", _configure_bdrate)
-def cmd_bdrate(args: argparse.Namespace) -> int:
-    """BD-rate (percent, negative = fewer bits) and BD-PSNR of each test curve against the anchor."""
-    from . import bdrate, results
-
-    anchor = results.load(args.anchor)
-    rows = []
-    for path in args.tests:
-        test = results.load(path)
-        rate = bdrate.bd_rate(anchor, test, method=args.method, metric=args.metric)
-        dpsnr = bdrate.bd_psnr(anchor, test, method=args.method, metric=args.metric)
-        rows.append({"test": test["name"], "anchor": anchor["name"], "metric": args.metric,
-                     "method": args.method, "bd_rate": rate, "bd_psnr": dpsnr})
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    unit = "dB" if args.metric == "psnr-rgb" else "dB (MS-SSIM)"
-    width = max(len(r["test"]) for r in rows)
-    for r in rows:
-        print(f"{r['test']:<{width}}  BD-rate {r['bd_rate']:+7.2f} %   BD-PSNR {r['bd_psnr']:+6.3f} {unit}   "
-              f"vs {r['anchor']} ({args.metric}, {args.method})")
-    return 0
-
-
-def _configure_plot(p: argparse.ArgumentParser) -> None:
-    p.add_argument("results", nargs="*", metavar="RESULTS.json", help="measured curves (solid)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.png")
-    p.add_argument("--reference-dir", metavar="DIR",
-                   help="folder of published curves (e.g. ../shared/reference/anchors/kodak)")
-    p.add_argument("--published", metavar="LIST",
-                   help="comma-separated published curve names in --reference-dir ('' for none; "
-                        "default: vtm, bpg, the TCM paper curves)")
-    p.add_argument("--title")
-    p.add_argument("--max-bpp", type=float, metavar="BPP", help="x-axis limit")
-    p.add_argument("--dpi", type=int, default=150)
-
-
-@command("plot", "plot rate-distortion curves (PSNR and MS-SSIM vs bpp)", _configure_plot)
-def cmd_plot(args: argparse.Namespace) -> int:
-    """Plot results files, with published curves overlaid, into one PNG."""
-    from . import plot
-
-    published = plot.DEFAULT_PUBLISHED if args.published is None else [
-        n.strip() for n in args.published.split(",") if n.strip()
-    ]
-    if not args.results and args.reference_dir is None:
-        raise UsageError("nothing to plot: give results files and/or --reference-dir")
-    out = Path(args.output)
-    if out.suffix.lower() != ".png":
-        raise UsageError(f"-o {out}: the plot is written as PNG (use a .png name)")
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise CLIError("tcm plot needs matplotlib: pip install 'tcmcodec[eval]'") from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".tcm-plot-") as tmp:
-        tmp_out = Path(tmp) / out.name
-        plot.plot_rd(args.results, tmp_out, args.reference_dir, published, title=args.title,
-                     max_bpp=args.max_bpp, dpi=args.dpi)
-        os.replace(tmp_out, out)
-    print(out)
-    return 0
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_DEMO:
+        return getattr(demo, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------------------- main
@@ -666,14 +423,6 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.configure(sub)
         sub.set_defaults(_run=cmd.run)
     return parser
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
-        msg = f"{exc.filename}: {exc.strerror}"
-    else:
-        msg = str(exc) or type(exc).__name__
-    return " ".join(msg.split())
 
 
 def _show_warning(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None, line: Any = None) -> None:
@@ -720,12 +469,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if debug:
                 raise
             code = exc.exit_code if isinstance(exc, CLIError) else 1
-            print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+            print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
             return code
         except Exception as exc:  # noqa: BLE001 - a bug: still one line unless --debug
             if debug:
                 raise
-            print(f"{PROG}: error: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            print(f"{PROG}: error: internal error: {type(exc).__name__}: {one_line(exc)} "
                   f"(run 'tcm --debug ...' for the traceback)", file=sys.stderr)
             return 1
 

@@ -11,18 +11,21 @@
     data, reconstruction = c.compress_with_reconstruction(image, quality=2.5)
     assert c.decompress(data).tobytes() == reconstruction.tobytes()  # bit-exact on the same machine
 
-Pipeline (see ``docs/internals.md``): the image is normalized to 8-bit RGB (gray coded as RGB with
-equal channels; alpha split off), padded to a multiple of ``model.pad_multiple`` (64) by edge
-replication (or zeros), coded by ``TCM.compress`` into the ``z`` / ``y`` streams, and stored with
-a header (:mod:`tcmcodec.bitstream`). The alpha plane of RGBA / LA images is kept losslessly as an
-extra ``"alpha"`` stream (a PNG of the plane). Decoding crops the reconstruction back, converts it to
-8 bits with ``round(clamp(x, 0, 1) * 255)`` exactly as the encoder does, and restores the mode.
+Pipeline (see ``docs/internals.md``; the image steps live in :mod:`tcmcodec.imageio`): the image is
+normalized to 8-bit RGB (gray coded as RGB with equal channels; alpha split off), padded to a multiple
+of ``model.pad_multiple`` (64) by edge replication (or zeros), coded by ``TCM.compress`` into the ``z`` /
+``y`` streams, and stored with a header (:mod:`tcmcodec.bitstream`). The alpha plane of RGBA / LA
+images is kept losslessly as an extra ``"alpha"`` stream (a PNG of the plane). Decoding crops the
+reconstruction back, converts it to 8 bits with ``round(clamp(x, 0, 1) * 255)`` exactly as the encoder
+does, and restores the mode.
 
 Accepted inputs: a path, a ``PIL.Image.Image`` or a ``uint8`` numpy array of shape (H, W), (H, W, 1),
 (H, W, 2) (gray + alpha), (H, W, 3) or (H, W, 4); 1..65535 pixels per side. PIL modes: ``1``/``L``/``LA``
 (restored as ``L``/``LA``), ``P``/``PA`` (as ``RGB``/``RGBA``), ``RGB``, ``RGBA``, 16-bit and 32-bit
 gray (``I;16*``, ``I``, ``F``: reduced to 8 bits with a ``UserWarning``; ``uint16`` arrays too), and
-anything Pillow converts to RGB (``CMYK``, ``YCbCr``, ...). The EXIF orientation is applied.
+anything Pillow converts to RGB (``CMYK``, ``YCbCr``, ...). The EXIF orientation is applied. Oversized
+images (a side over 65535, or over Pillow's decompression-bomb limit) are a ``ValueError``, raised
+before a file's pixels are decoded.
 
 Models: a preset name (``tcmcodec.zoo``; loaded with its shipped weights, or with ``checkpoint``)
 or a ``TCM`` instance. Module-level functions keep a few loaded models in a small LRU cache;
@@ -33,21 +36,20 @@ or a ``TCM`` instance. Module-level functions keep a few loaded models in a smal
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import threading
-import warnings
 import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from . import bitstream
-from .errors import FormatError
+from .errors import FormatError, one_line
+from .imageio import ImageInput, decode_alpha, encode_alpha, finish_image, pad_image, prepare_image, to_uint8_hwc
 
 if TYPE_CHECKING:  # torch is imported when a model is needed
     import torch
@@ -60,6 +62,7 @@ __all__ = [
     "compress_with_reconstruction",
     "decompress",
     "prepare_image",
+    "check_quality",
     "clear_model_cache",
     "CUSTOM_MODEL_NAME",
     "ALPHA_STREAM",
@@ -72,163 +75,7 @@ ALPHA_STREAM = "alpha"
 #: Models kept loaded by the module-level functions.
 MODEL_CACHE_SIZE = 3
 
-ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
 ModelArg = Union[str, "TCM", None]
-
-_EXIF_ORIENTATION = 0x0112
-
-
-# --------------------------------------------------------------------------------------- images
-
-
-def _check_size(width: int, height: int) -> None:
-    if not (1 <= width <= bitstream.MAX_DIMENSION and 1 <= height <= bitstream.MAX_DIMENSION):
-        raise ValueError(
-            f"image size {width}x{height} is not supported: each side must be 1..{bitstream.MAX_DIMENSION} pixels"
-        )
-
-
-def _warn_depth(what: str) -> None:
-    warnings.warn(
-        f"{what} image reduced to 8 bits per channel (tcm codes 8-bit images)", UserWarning, stacklevel=4
-    )
-
-
-def _wide_to_uint8(arr: np.ndarray, full_scale: float) -> np.ndarray:
-    """Scale integer / float samples with ``full_scale`` -> 255 and round to uint8."""
-    x = np.asarray(arr, dtype=np.float64) * (255.0 / full_scale)
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
-
-
-def _from_array(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, str]:
-    if arr.dtype == np.uint16:
-        _warn_depth("16-bit")
-        arr = _wide_to_uint8(arr, 65535.0)
-    elif arr.dtype != np.uint8:
-        raise ValueError(f"image arrays must be uint8 (or uint16), got {arr.dtype}")
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (2, 3, 4)):
-        raise ValueError(f"image arrays must have shape (H, W), (H, W, 1|2|3|4), got {arr.shape}")
-    _check_size(arr.shape[1], arr.shape[0])
-    if arr.ndim == 2:
-        gray = np.ascontiguousarray(arr)
-        return np.repeat(gray[:, :, None], 3, axis=2), None, "L"
-    channels = arr.shape[2]
-    if channels == 2:
-        return np.repeat(arr[:, :, :1], 3, axis=2), np.ascontiguousarray(arr[:, :, 1]), "LA"
-    rgb = np.ascontiguousarray(arr[:, :, :3])
-    if channels == 4:
-        return rgb, np.ascontiguousarray(arr[:, :, 3]), "RGBA"
-    return rgb, None, "RGB"
-
-
-def _from_pil(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, str]:
-    _check_size(*img.size)
-    if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
-        img = ImageOps.exif_transpose(img)
-    mode = img.mode
-    if mode.startswith("I;16") or mode == "I":
-        _warn_depth(f"{mode} (16-bit)")
-        return _from_array(_wide_to_uint8(np.asarray(img), 65535.0))
-    if mode == "F":
-        _warn_depth("F (floating-point)")
-        return _from_array(_wide_to_uint8(np.asarray(img), 255.0))
-    if mode in ("1", "L"):
-        return _from_array(np.asarray(img.convert("L")))
-    if mode in ("LA", "La"):
-        return _from_array(np.asarray(img.convert("LA")))
-    if mode in ("RGBA", "RGBa", "PA"):
-        return _from_array(np.asarray(img.convert("RGBA")))
-    if mode == "P":
-        transparent = "transparency" in img.info or (img.palette is not None and img.palette.mode == "RGBA")
-        target = "RGBA" if transparent else "RGB"
-        return _from_array(np.asarray(img.convert(target)))
-    return _from_array(np.asarray(img if mode == "RGB" else img.convert("RGB")))
-
-
-def prepare_image(image: ImageInput) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """Normalize an input image for coding.
-
-    Args:
-        image: a path, a PIL image or a uint8 numpy array (see the module docstring).
-
-    Returns:
-        ``(rgb, alpha, mode)``: the (H, W, 3) uint8 RGB pixels (gray repeated over the channels), the
-        (H, W) uint8 alpha plane or None, and the mode the decoder restores (``L``, ``LA``, ``RGB``,
-        ``RGBA``).
-
-    Raises:
-        ValueError: empty or oversized image, unsupported array dtype or shape.
-        OSError: the file cannot be read or is not an image.
-    """
-    if isinstance(image, (str, os.PathLike)):
-        with Image.open(image) as img:
-            img.load()
-            return _from_pil(img)
-    if isinstance(image, Image.Image):
-        return _from_pil(image)
-    if isinstance(image, np.ndarray):
-        return _from_array(image)
-    raise TypeError(f"image must be a path, a PIL image or a numpy array, got {type(image).__name__}")
-
-
-def _pad(rgb: np.ndarray, height: int, width: int, pad_mode: str) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    if (h, w) == (height, width):
-        return rgb
-    pad = ((0, height - h), (0, width - w), (0, 0))
-    if pad_mode == "replicate":
-        return np.pad(rgb, pad, mode="edge")
-    return np.pad(rgb, pad, mode="constant", constant_values=0)
-
-
-def _to_uint8_hwc(x_hat: "torch.Tensor", height: int, width: int) -> np.ndarray:
-    """(1, 3, H', W') floats -> cropped (height, width, 3) uint8 with ``round(clamp(x, 0, 1) * 255)``.
-
-    The one conversion used on both the encoder and the decoder side.
-    """
-    import torch
-
-    x = x_hat[0, :, :height, :width].clamp(0, 1).mul(255).round().to(torch.uint8)
-    return np.ascontiguousarray(x.permute(1, 2, 0).cpu().numpy())
-
-
-def _finish_image(rgb: np.ndarray, alpha: np.ndarray | None, mode: str) -> Image.Image:
-    img = Image.fromarray(rgb, "RGB")
-    if mode in ("L", "LA"):
-        img = img.convert("L")
-    if mode in ("RGBA", "LA"):
-        assert alpha is not None
-        img = Image.merge(mode, (*img.split(), Image.fromarray(alpha, "L")))
-    return img
-
-
-def _encode_alpha(alpha: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(alpha, "L").save(buf, format="PNG", compress_level=9)
-    return buf.getvalue()
-
-
-def _decode_alpha(data: bytes, height: int, width: int) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
-            if img.mode != "L" or img.size != (width, height):  # checked before decoding any pixels
-                raise FormatError(
-                    f"bad alpha stream: {img.mode} {img.size[0]}x{img.size[1]} image, "
-                    f"expected L {width}x{height}"
-                )
-            img.load()
-            return np.array(img, dtype=np.uint8)
-    except FormatError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any PNG decoding failure means a corrupt stream
-        raise FormatError(f"corrupt alpha stream: {_one_line(exc)}") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------------------- models
@@ -350,8 +197,10 @@ def _levels(model: "TCM") -> int:
     return int(model.config.num_gains)
 
 
-def _encode_quality(model: "TCM", quality: float | None) -> float:
-    """The header quality: 0.0 for fixed-rate models, else the validated (or default) quality."""
+def check_quality(model: "TCM", quality: float | None) -> float:
+    """The header quality of ``model`` at ``quality``: 0.0 for fixed-rate models, else the validated (or
+    default) quality. Raises ``ValueError`` (quality out of range, or given to a fixed-rate model) or
+    ``TypeError`` (not a number)."""
     levels = _levels(model)
     if not levels:
         if quality is not None:
@@ -371,19 +220,23 @@ def _encode_quality(model: "TCM", quality: float | None) -> float:
     return q
 
 
+_encode_quality = check_quality  # the former private name, kept for existing callers
+
+
 # --------------------------------------------------------------------------------------- coding
 
 
 def _compress(
-    model: "TCM", image: ImageInput, quality: float | None, pad_mode: str
-) -> tuple[bytes, Image.Image]:
+    model: "TCM", image: ImageInput, quality: float | None, pad_mode: str, reconstruct: bool = True
+) -> tuple[bytes, Image.Image | None]:
+    """Code one image; also return the decoder's output when ``reconstruct`` (one more synthesis)."""
     import torch
 
     if pad_mode not in bitstream.PAD_MODES:
         raise ValueError(f"pad_mode must be one of {', '.join(bitstream.PAD_MODES)}, got {pad_mode!r}")
     rgb, alpha, mode = prepare_image(image)
     height, width = rgb.shape[:2]
-    q = _encode_quality(model, quality)
+    q = check_quality(model, quality)
     header = bitstream.Header(
         model=_model_name(model),
         weights_id=_weights_id(model),
@@ -394,20 +247,20 @@ def _compress(
         pad_mode=pad_mode,
         z_shape=(-(-height // model.pad_multiple), -(-width // model.pad_multiple)),
     )
-    padded = _pad(rgb, *header.padded_size, pad_mode)
+    padded = pad_image(rgb, *header.padded_size, pad_mode)
     if not padded.flags.writeable:  # np.asarray(PIL image) is read-only; torch wants writable memory
         padded = padded.copy()
     device = _model_device(model)
     with torch.inference_mode():
         x = torch.from_numpy(padded).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        streams = model.compress(x, header.quality if _levels(model) else None, return_x_hat=True)
+        streams = model.compress(x, header.quality if _levels(model) else None, return_x_hat=reconstruct)
         if tuple(streams.z_shape) != header.z_shape:
             raise RuntimeError(f"model coded z of shape {tuple(streams.z_shape)}, expected {header.z_shape}")
-        rec = _to_uint8_hwc(streams.x_hat, height, width)
+        rec = to_uint8_hwc(streams.x_hat, height, width) if reconstruct else None
     coded = {"z": streams.z, "y": streams.y}
     if alpha is not None:
-        coded[ALPHA_STREAM] = _encode_alpha(alpha)
-    return bitstream.pack(header, coded), _finish_image(rec, alpha, mode)
+        coded[ALPHA_STREAM] = encode_alpha(alpha)
+    return bitstream.pack(header, coded), (finish_image(rec, alpha, mode) if reconstruct else None)
 
 
 def _decode_model_for(
@@ -453,17 +306,17 @@ def _decompress(model: "TCM", header: bitstream.Header, streams: dict[str, bytes
     if header.has_alpha:
         if ALPHA_STREAM not in streams:
             raise FormatError(f"missing {ALPHA_STREAM!r} stream for a {header.mode} image")
-        alpha = _decode_alpha(streams[ALPHA_STREAM], header.height, header.width)
+        alpha = decode_alpha(streams[ALPHA_STREAM], header.height, header.width)
     coded = ModelStreams(z=streams["z"], y=streams["y"], z_shape=header.z_shape)
     try:
         with torch.inference_mode():
             x_hat = model.decompress(coded, header.quality if _levels(model) else None)
-            rgb = _to_uint8_hwc(x_hat, header.height, header.width)
+            rgb = to_uint8_hwc(x_hat, header.height, header.width)
     except FormatError:
         raise
     except (ValueError, RuntimeError, IndexError, OverflowError, TypeError, AssertionError) as exc:
-        raise FormatError(f"corrupt coded stream: {_one_line(exc)}") from exc
-    return _finish_image(rgb, alpha, header.mode)
+        raise FormatError(f"corrupt coded stream: {one_line(exc)}") from exc
+    return finish_image(rgb, alpha, header.mode)
 
 
 def compress_with_reconstruction(
@@ -513,9 +366,8 @@ def compress(
         ValueError: bad image size, quality, model name or arguments.
         OSError: the image file cannot be read.
     """
-    return compress_with_reconstruction(
-        image, model, quality, checkpoint=checkpoint, device=device, pad_mode=pad_mode
-    )[0]
+    resolved = _resolve(model, checkpoint, device, cached=True)
+    return _compress(resolved, image, quality, pad_mode, reconstruct=False)[0]
 
 
 def decompress(
@@ -575,7 +427,7 @@ class Codec:
 
     def compress(self, image: ImageInput, quality: float | None = None) -> bytes:
         """Compress one image (see :func:`compress`)."""
-        return _compress(self.model, image, quality, self.pad_mode)[0]
+        return _compress(self.model, image, quality, self.pad_mode, reconstruct=False)[0]
 
     def compress_with_reconstruction(
         self, image: ImageInput, quality: float | None = None

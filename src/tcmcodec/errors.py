@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FormatError"]
+__all__ = ["FormatError", "one_line"]
 
 
 class FormatError(ValueError):
@@ -11,3 +11,14 @@ class FormatError(ValueError):
     Raised by the decoder before it allocates anything large. The message is a single line
     that says what is wrong (for example ``"bad magic bytes: not a .tcm file"``).
     """
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line: ``"FILE: reason"`` for an ``OSError`` naming a file, else
+    ``str(exc)`` (or the exception's type name when empty) with all whitespace runs, newlines
+    included, collapsed to one space."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        msg = f"{exc.filename}: {exc.strerror}"
+    else:
+        msg = str(exc) or type(exc).__name__
+    return " ".join(msg.split())

@@ -45,13 +45,14 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from .datasets import IMAGE_SUFFIXES, list_images
+
 if TYPE_CHECKING:  # torch is imported when a model is needed
     from .models import TCM
 
 __all__ = ["evaluate", "parse_qualities", "list_images", "add_arguments", "run", "IMAGE_SUFFIXES"]
 
 #: Image files picked up in the dataset folder.
-IMAGE_SUFFIXES = (".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
 
 QualitySpec = Union[str, float, int, Sequence[float], None]
 
@@ -150,17 +151,6 @@ def parse_qualities(spec: QualitySpec, levels: int | None = None) -> list[float]
         if bad:
             raise ValueError(f"quality must be in [1, {levels}], got {', '.join(f'{v:g}' for v in bad)}")
     return out
-
-
-def list_images(dataset_dir: str | os.PathLike) -> list[Path]:
-    """Image files of a folder (not recursive), sorted by name; ValueError if none or no folder."""
-    d = Path(dataset_dir)
-    if not d.is_dir():
-        raise ValueError(f"dataset folder not found: {d}")
-    images = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {d}")
-    return images
 
 
 # --------------------------------------------------------------------------------------- measuring
@@ -435,7 +425,7 @@ def run(args: argparse.Namespace) -> int:
         print(path)
     else:
         results.validate(data, strict=True)
-        print(json.dumps(results._clean(data), indent=2, allow_nan=False))
+        print(json.dumps(results.clean(data), indent=2, allow_nan=False))
     mismatches = data.get("mismatches")
     if mismatches:
         print(f"tcm eval: error: {mismatches} decoded image(s) differ from the encoder's reconstruction",

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["lower_bound", "ste_round"]
+__all__ = ["lower_bound", "ste_round", "to_symbols"]
+
+_INT32_LOW = -2147483648.0
+_INT32_HIGH = 2147483520.0  # largest float32 below 2**31
 
 
 class _LowerBound(torch.autograd.Function):
@@ -49,3 +53,15 @@ def ste_round(x: Tensor) -> Tensor:
         ``round(x)`` in the forward pass; the gradient of ``x`` in the backward pass.
     """
     return torch.round(x) - x.detach() + x
+
+
+def to_symbols(residual: Tensor) -> np.ndarray:
+    """``round(residual)`` as int32 numpy, saturating at the int32 range (finite input only).
+
+    Raises:
+        ValueError: if ``residual`` holds a non-finite value.
+    """
+    if not bool(torch.isfinite(residual).all()):
+        raise ValueError("cannot code non-finite latents")
+    r = torch.round(residual.detach()).clamp_(_INT32_LOW, _INT32_HIGH)
+    return r.to(torch.int32).cpu().numpy()

@@ -32,6 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._fileio import write_atomic
+
 __all__ = [
     "METRIC_KEYS",
     "REQUIRED_KEYS",
@@ -43,6 +45,7 @@ __all__ = [
     "make_results",
     "average_rows",
     "curve",
+    "clean",
 ]
 
 #: Keys of ``results`` that :func:`make_results` writes (``ms-ssim-rgb-db`` is optional).
@@ -173,26 +176,34 @@ def load(obj: str | Path | Mapping) -> dict:
     raise TypeError(f"expected a results dict or a path, got {type(obj).__name__}")
 
 
-def _clean(obj: Any) -> Any:
-    """Non-finite floats (e.g. MS-SSIM of a tiny per-image crop) are not JSON: written as null."""
+def clean(obj: Any) -> Any:
+    """``obj`` made JSON-safe: non-finite floats (e.g. MS-SSIM of a tiny per-image crop) become None (null),
+    paths strings, mapping keys strings, tuples lists."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [clean(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     return obj
 
 
+_clean = clean  # the former private name, kept for existing callers
+
+
 def write_results(path: str | Path, data: Mapping, indent: int = 2) -> Path:
-    """Validate (strict) and write a results dict as JSON; creates parent folders. Returns the path."""
+    """Validate (strict) and write a results dict as JSON; creates parent folders. Returns the path.
+
+    The file is replaced atomically (temporary file in the same folder, then ``os.replace``): a reader
+    never sees a partial file, and a failed write leaves the previous one in place.
+    """
     validate(data, strict=True)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(data), indent=indent, allow_nan=False) + "\n", encoding="utf-8")
-    return path
+    text = json.dumps(clean(data), indent=indent, allow_nan=False) + "\n"
+    return write_atomic(path, text.encode("utf-8"))
 
 
 def average_rows(rows: Iterable[Mapping], by: str = "point") -> list[dict]:
@@ -238,7 +249,9 @@ def make_results(
         raise ValueError(f"make_results: no finite values for {missing} at some RD point")
     results: dict[str, list[float]] = {k: [float(a[k]) for a in avg] for k in REQUIRED_KEYS}
     if ms_ssim_db and all(v < 1.0 for v in results["ms-ssim-rgb"]):
-        results["ms-ssim-rgb-db"] = [-10.0 * math.log10(1.0 - v) for v in results["ms-ssim-rgb"]]
+        from .metrics import msssim_to_db  # metrics imports numpy: not at module import
+
+        results["ms-ssim-rgb-db"] = [msssim_to_db(v) for v in results["ms-ssim-rgb"]]
     data: dict[str, Any] = {"name": name, "description": description, "results": results}
     if settings is not None:
         data["settings"] = dict(settings)
@@ -255,5 +268,7 @@ def curve(data: str | Path | Mapping, metric: str = "psnr-rgb") -> tuple[list[fl
     if metric in res:
         return bpp, [float(v) for v in res[metric]]
     if metric == "ms-ssim-rgb-db" and "ms-ssim-rgb" in res:
-        return bpp, [math.inf if v >= 1.0 else -10.0 * math.log10(1.0 - v) for v in res["ms-ssim-rgb"]]
+        from .metrics import msssim_to_db
+
+        return bpp, [msssim_to_db(v) for v in res["ms-ssim-rgb"]]
     raise KeyError(f"{load(data)['name']!r} has no {metric!r} values")

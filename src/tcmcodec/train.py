@@ -23,16 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from PIL import Image
 
+from .crops import CropDataset, StepSampler, load_rgb, rng_for
+from .datasets import list_images
 from .models import TCM, TCMConfig, quality_to_lambda
-from .zoo import get_preset
+from .zoo import export_weights, fit_quantiles, get_preset  # noqa: F401 - re-exported
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp", ".tif", ".tiff"}
 PAPER_LAMBDAS_MSE = (0.0025, 0.0035, 0.0067, 0.013, 0.025, 0.05)  # the released TCM checkpoints
 
 
@@ -99,102 +98,6 @@ class TrainConfig:
             raise ValueError(f"need 1 <= quality_min <= quality_max, got {self.quality_min}, {self.quality_max}")
         if not self.data:
             raise ValueError("no training data given")
-
-
-# ----------------------------------------------------------------------------- data
-def list_images(folders: list[str]) -> list[Path]:
-    """All image files under the folders (recursively), sorted for reproducibility."""
-    files: list[Path] = []
-    for folder in folders:
-        root = Path(folder)
-        if not root.is_dir():
-            raise ValueError(f"training data folder not found: {root}")
-        files += [p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS]
-    if not files:
-        raise ValueError(f"no images found in {folders}")
-    return sorted(files)
-
-
-def _rng(seed: int, *keys: int) -> np.random.Generator:
-    return np.random.default_rng([seed, *keys])
-
-
-def _random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A random size x size crop with random flips; smaller images are edge-padded first."""
-    h, w = img.shape[:2]
-    if h < size or w < size:
-        img = np.pad(img, ((0, max(0, size - h)), (0, max(0, size - w)), (0, 0)), mode="edge")
-        h, w = img.shape[:2]
-    top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-    crop = img[top : top + size, left : left + size]
-    if rng.random() < 0.5:
-        crop = crop[:, ::-1]
-    if rng.random() < 0.5:
-        crop = crop[::-1]
-    return np.ascontiguousarray(crop)
-
-
-def _load_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-class CropDataset(torch.utils.data.Dataset):
-    """Random crops addressed by a global sample index, so that sample i is the same crop in every run.
-
-    Args:
-        sources: image folders, or ``.npy`` files of packed uint8 crops (N, H, W, 3).
-        crop_size: side of the square crops.
-        seed: base seed; the crop of sample i depends only on (seed, i).
-        cache_crops: when > 0, pre-extract this many crops per image into memory (each at least
-            256 px, so that the training crops taken from them still vary).
-    """
-
-    def __init__(self, sources: list[str], crop_size: int, seed: int, cache_crops: int = 0):
-        self.crop_size, self.seed = crop_size, seed
-        packed = [s for s in sources if s.endswith(".npy")]
-        folders = [s for s in sources if not s.endswith(".npy")]
-        self.bank: np.ndarray | None = None
-        if packed:
-            self.bank = np.concatenate([np.load(p, mmap_mode="r") for p in packed]) if len(packed) > 1 else np.load(packed[0])
-        self.files = list_images(folders) if folders else []
-        if cache_crops and self.files:
-            crops = [
-                _random_crop(_load_rgb(f), max(crop_size, 256), _rng(seed, 7, i, j))
-                for i, f in enumerate(self.files)
-                for j in range(cache_crops)
-            ]
-            stack = np.stack(crops)
-            self.bank = stack if self.bank is None else np.concatenate([self.bank, stack])
-            self.files = []
-        if self.bank is not None and self.bank.shape[1] < crop_size:
-            raise ValueError(f"packed crops are {self.bank.shape[1]} px, smaller than crop_size {crop_size}")
-
-    def __len__(self) -> int:
-        return 1 << 62  # samples are addressed by index; the sampler decides which
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        rng = _rng(self.seed, 11, index)
-        if self.bank is not None:
-            img = self.bank[rng.integers(len(self.bank))]
-        else:
-            img = _load_rgb(self.files[rng.integers(len(self.files))])
-        crop = _random_crop(np.asarray(img), self.crop_size, rng)
-        return torch.from_numpy(crop).permute(2, 0, 1)  # (3, S, S) uint8
-
-
-class StepSampler(torch.utils.data.Sampler):
-    """Yields the global sample indices of rank ``rank`` from step ``start_step`` on."""
-
-    def __init__(self, batch_size: int, rank: int, world: int, start_step: int):
-        self.batch_size, self.rank, self.world, self.start = batch_size, rank, world, start_step
-
-    def __iter__(self):
-        step = self.start
-        while True:
-            base = (step * self.world + self.rank) * self.batch_size
-            yield from range(base, base + self.batch_size)
-            step += 1
 
 
 # ----------------------------------------------------------------------------- objective
@@ -311,81 +214,18 @@ def save_checkpoint(
     os.replace(tmp, path)
 
 
-def fit_quantiles(model: TCM, steps: int = 3000, lr: float = 0.1) -> float:
-    """Finish fitting the factorized prior's quantiles (the auxiliary loss) with the rest frozen.
-
-    The auxiliary loss converges slowly next to the main loss; short runs end with loose tails,
-    which only widens z's coding tables. This touches nothing but ``entropy_bottleneck.quantiles``.
-
-    Args:
-        model: the model (modified in place).
-        steps: Adam steps on the auxiliary loss.
-        lr: their learning rate.
-
-    Returns:
-        The final auxiliary loss.
-    """
-    quantiles = model.entropy_bottleneck.quantiles
-    opt = torch.optim.Adam([quantiles], lr=lr)
-    for _ in range(steps):
-        loss = model.aux_loss()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return float(model.aux_loss().detach())
-
-
-def export_weights(
-    checkpoint: str | os.PathLike,
-    out: str | os.PathLike,
-    fp16: bool = True,
-    note: dict | None = None,
-    quantile_steps: int = 0,
-) -> Path:
-    """Write a checkpoint's model as (fp16) safetensors with its config and training record as metadata.
-
-    Args:
-        checkpoint: a ``tcm train`` checkpoint (``.pt``).
-        out: the ``.safetensors`` file to write.
-        fp16: store the large tensors as float16 (halves the size; loading upcasts to float32).
-            Tensors under 4096 values (biases, norms, gains, the factorized prior) stay float32.
-        note: extra metadata (e.g. the training budget), stored as JSON under ``"training"``.
-        quantile_steps: when > 0, first run ``fit_quantiles`` for this many steps.
-    """
-    from safetensors.torch import save_file
-
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    state = ckpt["model"]
-    if quantile_steps:
-        model = TCM(TCMConfig.from_dict(ckpt["model_config"]))
-        model.load_state_dict(state)
-        fit_quantiles(model, quantile_steps)
-        state = model.state_dict()
-    tensors = {
-        k: v.to(torch.float16 if fp16 and v.numel() >= 4096 else torch.float32).contiguous() for k, v in state.items()
-    }
-    meta = {"config": json.dumps(ckpt["model_config"]), "preset": ckpt.get("preset", ""), "step": str(ckpt["step"])}
-    if note:
-        meta["training"] = json.dumps(note)
-    out = Path(out)
-    tmp = out.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, out)
-    return out
-
-
 # ----------------------------------------------------------------------------- validation
 @torch.no_grad()
 def validate(model: TCM, cfg: TrainConfig, device: torch.device) -> list[dict[str, float]]:
     """Real bitstreams on the validation images: bpp from the coded bytes, PSNR of the decoded image."""
-    files = list_images([cfg.val_dir])[: cfg.val_images]
+    files = list_images([cfg.val_dir], recursive=True)[: cfg.val_images]
     qualities = cfg.val_qualities if model.continuous_rate else [None]
     rows = []
     model.eval()
     for q in qualities:
         bpp = psnr = 0.0
         for f in files:
-            img = torch.from_numpy(_load_rgb(f)).permute(2, 0, 1)[None].float().div(255).to(device)
+            img = torch.from_numpy(load_rgb(f)).permute(2, 0, 1)[None].float().div(255).to(device)
             h, w = img.shape[2:]
             ph, pw = -h % 64, -w % 64
             x = F.pad(img, (0, pw, 0, ph), mode="replicate")
@@ -555,7 +395,7 @@ def train(cfg: TrainConfig) -> TCM:
             if cuda and cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             if model.continuous_rate:
-                qs = _rng(cfg.seed, 13, step, rank).uniform(cfg.quality_min, cfg.quality_max, x.shape[0])
+                qs = rng_for(cfg.seed, 13, step, rank).uniform(cfg.quality_min, cfg.quality_max, x.shape[0])
                 lmbda = torch.tensor([quality_to_lambda(float(v), cfg.loss) for v in qs], device=device)
                 q = torch.from_numpy(qs).float().to(device)
             else:

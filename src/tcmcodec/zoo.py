@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # torch is heavy: imported only when a model is built
     from .models import TCM, TCMConfig
 
-__all__ = ["Preset", "register", "get_preset", "list_models", "create_model", "load_checkpoint", "weights_id"]
+__all__ = [
+    "Preset", "register", "get_preset", "list_models", "create_model", "load_checkpoint", "weights_id",
+    "fit_quantiles", "export_weights",
+]
 
 _REGISTRY: dict[str, "Preset"] = {}
 
@@ -199,6 +202,74 @@ def create_model(
     model.preset_name = name
     model.default_quality = float(quality) if quality is not None else preset.default_quality
     return model
+
+
+def fit_quantiles(model: "TCM", steps: int = 3000, lr: float = 0.1) -> float:
+    """Finish fitting the factorized prior's quantiles (the auxiliary loss) with the rest frozen.
+
+    The auxiliary loss converges slowly next to the main loss; short runs end with loose tails,
+    which only widens z's coding tables. This touches nothing but ``entropy_bottleneck.quantiles``.
+
+    Args:
+        model: the model (modified in place).
+        steps: Adam steps on the auxiliary loss.
+        lr: their learning rate.
+
+    Returns:
+        The final auxiliary loss.
+    """
+    import torch
+
+    quantiles = model.entropy_bottleneck.quantiles
+    opt = torch.optim.Adam([quantiles], lr=lr)
+    for _ in range(steps):
+        loss = model.aux_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return float(model.aux_loss().detach())
+
+
+def export_weights(
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    fp16: bool = True,
+    note: dict | None = None,
+    quantile_steps: int = 0,
+) -> Path:
+    """Write a checkpoint's model as (fp16) safetensors with its config and training record as metadata.
+
+    Args:
+        checkpoint: a ``tcm train`` checkpoint (``.pt``).
+        out: the ``.safetensors`` file to write.
+        fp16: store the large tensors as float16 (halves the size; loading upcasts to float32).
+            Tensors under 4096 values (biases, norms, gains, the factorized prior) stay float32.
+        note: extra metadata (e.g. the training budget), stored as JSON under ``"training"``.
+        quantile_steps: when > 0, first run ``fit_quantiles`` for this many steps.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from .models import TCM, TCMConfig
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = ckpt["model"]
+    if quantile_steps:
+        model = TCM(TCMConfig.from_dict(ckpt["model_config"]))
+        model.load_state_dict(state)
+        fit_quantiles(model, quantile_steps)
+        state = model.state_dict()
+    tensors = {
+        k: v.to(torch.float16 if fp16 and v.numel() >= 4096 else torch.float32).contiguous() for k, v in state.items()
+    }
+    meta = {"config": json.dumps(ckpt["model_config"]), "preset": ckpt.get("preset", ""), "step": str(ckpt["step"])}
+    if note:
+        meta["training"] = json.dumps(note)
+    out = Path(out)
+    tmp = out.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, out)
+    return out
 
 
 # --------------------------------------------------------------------------- presets

@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tcmcodec._compat import drop_keys
-from tcmcodec.entropy.coder import MAX_TABLE_LENGTH, CdfTables, SymbolDecoder, SymbolEncoder
-from tcmcodec.entropy.gaussian import LIKELIHOOD_BOUND, _to_symbols
-from tcmcodec.ops import lower_bound
+from tcmcodec.entropy.coder import SymbolDecoder, SymbolEncoder
+from tcmcodec.entropy.gaussian import LIKELIHOOD_BOUND
+from tcmcodec.entropy.tables import MAX_TABLE_LENGTH, CdfTables
+from tcmcodec.ops import lower_bound, to_symbols
 
 __all__ = ["EntropyBottleneck"]
 
@@ -263,7 +264,7 @@ class EntropyBottleneck(nn.Module):
         """
         self._check_input(z)
         m = self.medians().detach().reshape(1, -1, 1, 1)  # (1, C, 1, 1)
-        symbols = _to_symbols(z - m)
+        symbols = to_symbols(z - m)
         if encoder is not None:
             encoder.encode(symbols, self._indexes(symbols.shape), self.tables())
         z_hat = torch.from_numpy(symbols).to(device=m.device, dtype=m.dtype) + m

@@ -19,8 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from tcmcodec._compat import drop_keys
-from tcmcodec.ops import lower_bound
-from tcmcodec.entropy.coder import CdfTables, SymbolDecoder, SymbolEncoder
+from tcmcodec.entropy.coder import SymbolDecoder, SymbolEncoder
+from tcmcodec.entropy.tables import CdfTables
+from tcmcodec.ops import lower_bound, to_symbols
 
 __all__ = ["GaussianConditional", "default_scale_table", "LIKELIHOOD_BOUND"]
 
@@ -30,9 +31,6 @@ LIKELIHOOD_BOUND = 1e-9
 SCALES_MIN = 0.11
 SCALES_MAX = 256.0
 SCALES_LEVELS = 64
-
-_INT32_LOW = -2147483648.0
-_INT32_HIGH = 2147483520.0  # largest float32 below 2**31
 
 
 def default_scale_table() -> Tensor:
@@ -89,14 +87,6 @@ def _gaussian_tables(scales: tuple[float, ...], tail_mass: float) -> CdfTables:
         tables = CdfTables.from_pmfs(pmfs, np.array(offsets, dtype=np.int64), tails)
         _TABLE_CACHE[key] = tables
     return tables
-
-
-def _to_symbols(residual: Tensor) -> np.ndarray:
-    """``round(residual)`` as int32 numpy, saturating at the int32 range (finite input only)."""
-    if not bool(torch.isfinite(residual).all()):
-        raise ValueError("cannot code non-finite latents")
-    r = torch.round(residual.detach()).clamp_(_INT32_LOW, _INT32_HIGH)
-    return r.to(torch.int32).cpu().numpy()
 
 
 class GaussianConditional(nn.Module):
@@ -241,7 +231,7 @@ class GaussianConditional(nn.Module):
         if scales.shape != y.shape or m.shape != y.shape:
             raise ValueError(f"y {tuple(y.shape)}, scales {tuple(scales.shape)} and means "
                              f"{tuple(m.shape)} must have the same shape")
-        symbols = _to_symbols(y - m)
+        symbols = to_symbols(y - m)
         if encoder is not None:
             encoder.encode(symbols, self.build_indexes(scales), self.tables())
         y_hat = torch.from_numpy(symbols).to(device=m.device, dtype=m.dtype) + m

@@ -1,0 +1,135 @@
+"""``tcm demo``: compress the bundled sample photo with the shipped weights and compare with JPEG.
+
+Registered on :mod:`tcmcodec.cli` with its :func:`~tcmcodec.cli.command` decorator (``cli`` imports this
+module). Nothing heavy is imported at module import: Pillow, torch and the codec load inside the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .cli import CLIError, UsageError, command, write_atomic
+
+__all__ = ["cmd_demo", "jpeg_for_psnr"]
+
+
+def _jpeg_bytes(img: Any, quality: int) -> bytes:
+    """Pillow JPEG 4:2:0 (Huffman-optimized) at ``quality``: the ``jpeg`` anchor's encoder."""
+    from . import anchor_codecs
+
+    return anchor_codecs.encode("jpeg", img, quality)
+
+
+def jpeg_for_psnr(img: Any, target: float) -> tuple[int, bytes, float] | None:
+    """Smallest-quality Pillow JPEG (4:2:0) whose PSNR reaches ``target`` dB: ``(quality, bytes, psnr)``.
+
+    Binary search over quality 1..100 (PSNR grows with quality); None if even quality 100 falls short.
+    """
+    from . import anchor_codecs
+    from .metrics import psnr
+
+    def measure(q: int) -> tuple[bytes, float]:
+        data = _jpeg_bytes(img, q)
+        return data, psnr(img, anchor_codecs.decode("jpeg", data))
+
+    best = None
+    lo, hi = 1, 100
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        data, p = measure(mid)
+        if p >= target:
+            best, hi = (mid, data, p), mid - 1
+        else:
+            lo = mid + 1
+    return best
+
+
+def _configure_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", metavar="DIR", help="where to write the outputs (default: a new temp dir)")
+    p.add_argument("--model", default="tcm-xs", metavar="NAME", help="model preset (default: tcm-xs)")
+    p.add_argument("--checkpoint", metavar="PATH", help="use these weights instead of the shipped ones")
+    p.add_argument("--quality", type=float, metavar="Q", help="quality (default: the model's)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+
+@command("demo", "compress a sample photo and compare with JPEG", _configure_demo)
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Compress and decompress the bundled sample photo with the shipped weights, then find the
+    size JPEG needs for the same PSNR."""
+    from importlib import resources
+
+    from PIL import Image
+
+    from . import codec, zoo
+    from .metrics import psnr
+
+    try:
+        preset = zoo.get_preset(args.model)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if args.checkpoint is None and preset.weights_path() is None:
+        raise CLIError(
+            f"the {args.model} weights are not installed (tcmcodec/weights/{preset.weights or '-'} is missing); "
+            "pass --checkpoint PATH to run the demo with other weights"
+        )
+    out_dir = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="tcm-demo-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sample = resources.files("tcmcodec") / "data" / "sample.png"
+    with resources.as_file(sample) as path:
+        original_png = path.read_bytes()
+    with Image.open(io.BytesIO(original_png)) as im:
+        img = im.convert("RGB")
+
+    t0 = time.perf_counter()
+    c = codec.Codec(args.model, args.checkpoint, args.device)
+    t_load = time.perf_counter() - t0
+    try:
+        codec.check_quality(c.model, args.quality)
+    except ValueError as e:
+        raise UsageError(f"--quality: {e}") from None
+    t0 = time.perf_counter()
+    data, rec = c.compress_with_reconstruction(img, args.quality)
+    t_enc = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    dec = c.decompress(data)
+    t_dec = time.perf_counter() - t0
+    exact = dec.tobytes() == rec.tobytes()
+
+    pixels = img.width * img.height
+    quality = codec.bitstream.read_header(data).quality
+    p_tcm = psnr(img, dec)
+    jpeg = jpeg_for_psnr(img, p_tcm)
+
+    write_atomic(out_dir / "sample.png", original_png)
+    write_atomic(out_dir / "sample.tcm", data)
+    buf = io.BytesIO()
+    dec.save(buf, format="PNG")
+    write_atomic(out_dir / "sample_decoded.png", buf.getvalue())
+
+    weights = "shipped weights" if args.checkpoint is None else f"weights {args.checkpoint}"
+    print(f"tcm demo: {c.name} ({weights}), quality {quality:g}, sample photo {img.width}x{img.height} "
+          "(Washington Monument, Carol M. Highsmith, public domain)")
+    print(f"  original PNG  {len(original_png):>9,} bytes  {8 * len(original_png) / pixels:6.3f} bpp")
+    print(f"  tcm           {len(data):>9,} bytes  {8 * len(data) / pixels:6.3f} bpp  PSNR {p_tcm:5.2f} dB  "
+          f"(encode {t_enc:.1f} s, decode {t_dec:.1f} s, model load {t_load:.1f} s; "
+          f"{'bit-exact' if exact else 'NOT bit-exact'})")
+    if jpeg is None:
+        print(f"  JPEG 4:2:0    cannot reach {p_tcm:.2f} dB even at quality 100")
+    else:
+        q, jdata, p_jpeg = jpeg
+        name = f"sample_jpeg_q{q}.jpg"
+        write_atomic(out_dir / name, jdata)
+        print(f"  JPEG 4:2:0    {len(jdata):>9,} bytes  {8 * len(jdata) / pixels:6.3f} bpp  PSNR {p_jpeg:5.2f} dB  "
+              f"(quality {q}, the smallest JPEG at >= {p_tcm:.2f} dB)")
+        if len(jdata) >= len(data):
+            print(f"  JPEG needs {len(jdata) / len(data):.2f}x the bytes of tcm at the same PSNR "
+                  f"(tcm saves {100 * (1 - len(data) / len(jdata)):.0f}%)")
+        else:
+            print(f"  tcm needs {len(data) / len(jdata):.2f}x the bytes of JPEG at the same PSNR")
+    print(f"  outputs in {out_dir}")
+    return 0 if exact else 1
