@@ -181,3 +181,10 @@ def test_ddp_resume_equals_uninterrupted_ddp_run(tmp_path, train_dir):
     for rank in (0, 1):
         assert_same(torch.load(tmp_path / "a" / f"rank{rank}.pt", weights_only=True),
                     torch.load(tmp_path / "b" / f"rank{rank}.pt", weights_only=True))
+
+
+def test_training_works_after_coding_in_the_same_process(tmp_path, train_dir, tcm_xs, kodak_dir):
+    from tcmcodec import codec
+
+    codec.Codec(tcm_xs).compress(kodak_dir / "kodim23.png", quality=3)  # runs under inference_mode
+    train(tiny_config(tmp_path, train_dir, steps=1))

@@ -352,7 +352,7 @@ def train(cfg: TrainConfig) -> TCM:
         aux_opt.load_state_dict(ckpt["aux_optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         step = ckpt["step"]
-        rng_states = ckpt["rng"]
+        rng_states = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]  # single-process format
         if len(rng_states) != world:
             raise ValueError(f"checkpoint was written by {len(rng_states)} processes, this run has {world}")
         rng_state = rng_states[rank]

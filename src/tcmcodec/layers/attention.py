@@ -18,10 +18,16 @@ __all__ = ["WindowAttention", "SwinBlock"]
 
 @functools.lru_cache(maxsize=16)
 def _relative_index(window: int) -> Tensor:
-    """(N, N) flat index into a (2p-1)*(2p-1) table for token pairs of a p x p window, N = p*p."""
-    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"), -1).reshape(-1, 2)
-    rel = coords[:, None, :] - coords[None, :, :] + window - 1  # (N, N, 2)
-    return rel[..., 0] * (2 * window - 1) + rel[..., 1]
+    """(N, N) flat index into a (2p-1)*(2p-1) table for token pairs of a p x p window, N = p*p.
+
+    Cached, so it is built outside inference mode: an inference tensor could not be used later by
+    autograd (training after coding in the same process).
+    """
+    with torch.inference_mode(False):
+        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"), -1)
+        coords = coords.reshape(-1, 2)
+        rel = coords[:, None, :] - coords[None, :, :] + window - 1  # (N, N, 2)
+        return rel[..., 0] * (2 * window - 1) + rel[..., 1]
 
 
 def _window_masks(hp: int, wp: int, h: int, w: int, window: int, shifted: bool, device) -> tuple[Tensor, Tensor] | None:
