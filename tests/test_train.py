@@ -188,3 +188,14 @@ def test_training_works_after_coding_in_the_same_process(tmp_path, train_dir, tc
 
     codec.Codec(tcm_xs).compress(kodak_dir / "kodim23.png", quality=3)  # runs under inference_mode
     train(tiny_config(tmp_path, train_dir, steps=1))
+
+
+def test_gain_levels_start_spread_so_quality_changes_the_rate_from_step_zero():
+    from tcmcodec import create_model
+
+    model = create_model("tcm-xs")
+    q = torch.tensor([1.0, 8.0])
+    g = model.gain.vector(q).flatten(1)  # (2, M)
+    ig = model.inv_gain.vector(q).flatten(1)
+    assert torch.all(g[1] > 4 * g[0])  # finer quantization at the top quality
+    torch.testing.assert_close(g * ig, torch.ones_like(g))  # inverse gains undo them at init

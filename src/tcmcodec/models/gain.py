@@ -45,14 +45,21 @@ class GainUnit(nn.Module):
     Args:
         levels: number of discrete levels L.
         channels: number of channels C the gain multiplies.
+        init: initial gain of the first and of the last level; the levels in between are
+            log-spaced. Spreading them from the start matters: with all gains at 1 the levels begin
+            identical, and Adam moves a gain by only about the learning rate per step, so a short
+            run never learns distinct rates (seen in our CPU run: 0.91..1.01 after 1,800 steps).
     """
 
-    def __init__(self, levels: int, channels: int):
+    def __init__(self, levels: int, channels: int, init: tuple[float, float] = (1.0, 1.0)):
         super().__init__()
         if levels < 2 or channels < 1:
             raise ValueError(f"need levels >= 2 and channels >= 1, got {levels}, {channels}")
+        if min(init) <= 0:
+            raise ValueError(f"initial gains must be positive, got {init}")
         self.levels = levels
-        self.gain = nn.Parameter(torch.ones(levels, channels))
+        start = torch.exp(torch.linspace(math.log(init[0]), math.log(init[1]), levels))  # (L,)
+        self.gain = nn.Parameter(start[:, None].repeat(1, channels))
 
     def vector(self, quality: Tensor) -> Tensor:
         """Gains for each batch element: quality (B,) in [1, L] -> (B, C, 1, 1)."""

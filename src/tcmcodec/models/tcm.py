@@ -179,8 +179,9 @@ class TCM(nn.Module):
         self.entropy_bottleneck = EntropyBottleneck(c.z_channels)
         self.gaussian_conditional = GaussianConditional()
         if c.num_gains:
-            self.gain = GainUnit(c.num_gains, c.M)
-            self.inv_gain = GainUnit(c.num_gains, c.M)
+            # Higher quality: larger gain before quantization (finer steps), undone before g_s.
+            self.gain = GainUnit(c.num_gains, c.M, init=(0.5, 2.5))
+            self.inv_gain = GainUnit(c.num_gains, c.M, init=(2.0, 0.4))
             self.hyper_gain = GainUnit(c.num_gains, c.z_channels)
             self.inv_hyper_gain = GainUnit(c.num_gains, c.z_channels)
 
