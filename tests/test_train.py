@@ -199,3 +199,12 @@ def test_gain_levels_start_spread_so_quality_changes_the_rate_from_step_zero():
     ig = model.inv_gain.vector(q).flatten(1)
     assert torch.all(g[1] > 4 * g[0])  # finer quantization at the top quality
     torch.testing.assert_close(g * ig, torch.ones_like(g))  # inverse gains undo them at init
+
+
+def test_validation_writes_real_bitstream_rates(tmp_path, train_dir):
+    cfg = tiny_config(tmp_path, train_dir, steps=1, val_every=1, val_dir=str(train_dir), val_images=1,
+                      val_qualities=[2.0, 7.0])
+    train(cfg)
+    rows = [line.split(",") for line in (tmp_path / "val.csv").read_text().splitlines()]
+    assert [float(r[1]) for r in rows] == [2.0, 7.0]
+    assert all(float(r[2]) > 0 and 0 < float(r[3]) < 60 for r in rows), rows  # bpp, PSNR of decoded files

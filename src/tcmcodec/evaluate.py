@@ -172,12 +172,6 @@ def _rgb_of(img: Any) -> np.ndarray:
     return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
 
 
-def _pad_edge(rgb: np.ndarray, multiple: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-    return np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-
-
 def _measure_real(c: Any, img: Any, ref: np.ndarray, quality: float | None) -> dict[str, Any]:
     from .metrics import ms_ssim, psnr
 
@@ -206,7 +200,11 @@ def _measure_estimate(model: "TCM", ref: np.ndarray, quality: float | None) -> d
     from .metrics import ms_ssim, psnr
 
     h, w = ref.shape[:2]
-    padded = _pad_edge(ref, model.pad_multiple)
+    from .imageio import pad_image
+
+    h, w = ref.shape[:2]
+    m = model.pad_multiple
+    padded = pad_image(ref, -(-h // m) * m, -(-w // m) * m, "replicate")
     device = next(model.parameters()).device
     t0 = time.perf_counter()
     with torch.inference_mode():
