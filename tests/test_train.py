@@ -147,9 +147,21 @@ def _ddp_worker(rank: int, world: int, port: int, cfg: TrainConfig, out_dir: str
     torch.save(params(model), Path(out_dir) / f"rank{rank}.pt")
 
 
+def run_ddp(cfg: TrainConfig, out_dir: Path, world: int = 2, timeout: float = 240.0) -> None:
+    """Train ``cfg`` on ``world`` gloo processes (fresh port); fail instead of hanging past ``timeout``."""
+    ctx = mp.start_processes(_ddp_worker, args=(world, _free_port(), cfg, str(out_dir)), nprocs=world,
+                             join=False, start_method="spawn")
+    deadline = time.time() + timeout
+    while not ctx.join(timeout=1.0):
+        if time.time() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail(f"DDP run did not finish within {timeout:.0f} s")
+
+
 def test_ddp_ranks_hold_identical_parameters_after_a_step(tmp_path, train_dir):
     cfg = tiny_config(tmp_path, train_dir, steps=1, device="cpu")
-    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
+    run_ddp(cfg, tmp_path)
     a = torch.load(tmp_path / "rank0.pt", weights_only=True)
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert_same(a, b)
@@ -161,23 +173,10 @@ def test_ddp_ranks_hold_identical_parameters_after_a_step(tmp_path, train_dir):
     assert any(not torch.equal(init[k], a[k]) for k in a)
 
 
-def _ddp_resume_worker(rank: int, world: int, port: int, cfgs: list[TrainConfig], out_dir: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    for i, cfg in enumerate(cfgs):
-        os.environ["MASTER_PORT"] = str(port + i)
-        model = train(cfg)
-    torch.save(params(model), Path(out_dir) / f"rank{rank}.pt")
-
-
 def test_ddp_resume_equals_uninterrupted_ddp_run(tmp_path, train_dir):
-    port = _free_port()
-    straight = [tiny_config(tmp_path / "a", train_dir, steps=2, device="cpu")]
-    mp.spawn(_ddp_resume_worker, args=(2, port, straight, str(tmp_path / "a")), nprocs=2, join=True)
-    (tmp_path / "b").mkdir()
-    pieces = [tiny_config(tmp_path / "b", train_dir, steps=2, stop_at=1, device="cpu"),
-              tiny_config(tmp_path / "b", train_dir, steps=2, resume=True, device="cpu")]
-    mp.spawn(_ddp_resume_worker, args=(2, _free_port(), pieces, str(tmp_path / "b")), nprocs=2, join=True)
+    run_ddp(tiny_config(tmp_path / "a", train_dir, steps=2, device="cpu"), tmp_path / "a")
+    run_ddp(tiny_config(tmp_path / "b", train_dir, steps=2, stop_at=1, device="cpu"), tmp_path / "b")
+    run_ddp(tiny_config(tmp_path / "b", train_dir, steps=2, resume=True, device="cpu"), tmp_path / "b")
     for rank in (0, 1):
         assert_same(torch.load(tmp_path / "a" / f"rank{rank}.pt", weights_only=True),
                     torch.load(tmp_path / "b" / f"rank{rank}.pt", weights_only=True))
