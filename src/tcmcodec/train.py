@@ -31,7 +31,6 @@ from .datasets import list_images
 from .models import TCM, TCMConfig, quality_to_lambda
 from .zoo import export_weights, fit_quantiles, get_preset  # noqa: F401 - re-exported
 
-PAPER_LAMBDAS_MSE = (0.0025, 0.0035, 0.0067, 0.013, 0.025, 0.05)  # the released TCM checkpoints
 
 
 @dataclass
@@ -49,7 +48,7 @@ class TrainConfig:
     workers: int = 2  # DataLoader worker processes
     # objective
     loss: str = "mse"  # "mse": lambda*255^2*MSE + bpp; "ms-ssim": lambda*(1 - MS-SSIM) + bpp
-    quality_lambda: float = 0.0  # fixed-rate models: the lambda (e.g. one of PAPER_LAMBDAS_MSE)
+    quality_lambda: float = 0.0  # fixed-rate models: the lambda (paper: 0.0025, 0.0035, 0.0067, 0.013, 0.025, 0.05)
     quality_min: float = 1.0  # continuous-rate models: qualities sampled uniformly in [min, max] per batch
     quality_max: float = 8.0  # upper end of the sampled qualities
     # optimization
@@ -215,13 +214,12 @@ def save_checkpoint(
 
 # ----------------------------------------------------------------------------- validation
 @torch.no_grad()
-def validate(model: TCM, cfg: TrainConfig, device: torch.device) -> list[dict[str, float]]:
+def validate(model: TCM, cfg: TrainConfig) -> list[dict[str, float]]:
     """Real ``.tcm`` files of the validation images: bpp from the file size, PSNR of the decoded image.
 
     Args:
         model: the model being trained (put back in training mode afterwards).
         cfg: where the images are (``val_dir``, ``val_images``) and which qualities to code.
-        device: unused (the model stays where it is); kept for symmetry with the loop.
 
     Returns:
         One row per quality: ``{"quality", "bpp", "psnr"}`` averaged over the images.
@@ -449,7 +447,7 @@ def train(cfg: TrainConfig) -> TCM:
                 if save:
                     save_checkpoint(last, model, opt, aux_opt, sched, step, cfg, rng_states)
                 if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
-                    logger.val(step, validate(model, cfg, device))
+                    logger.val(step, validate(model, cfg))
             if stopping:
                 break
     finally:
