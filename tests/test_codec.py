@@ -95,7 +95,7 @@ def test_header_records_preset_weights_and_quality(small, tcm_xs):
     assert header.weights_id == zoo.weights_id(tcm_xs)
     assert header.quality == 2.5
     assert header.pad_mode == "replicate"
-    assert set(streams) == {"z", "y"}
+    assert set(streams) == {"z", "y", "check"}
 
 
 def test_quality_is_rounded_to_float32_before_coding(small, tcm_xs):

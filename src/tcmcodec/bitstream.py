@@ -33,6 +33,7 @@ from .errors import FormatError
 __all__ = [
     "MAGIC",
     "VERSION",
+    "VERSIONS",
     "MODES",
     "PAD_MODES",
     "MAX_DIMENSION",
@@ -52,8 +53,12 @@ __all__ = [
 #: File signature. The first byte has the high bit set (like PNG's ``\x89PNG``) so the file is
 #: never mistaken for text and 7-bit transfers are detected.
 MAGIC = b"\x89TCM"
-#: Container format version written by :func:`pack`; :func:`unpack` reads exactly this version.
-VERSION = 1
+#: Format version written by default. Version 2 computes the entropy parameters in float64 and
+#: carries per-slice check values (a ``"check"`` stream); version 1 files (float32 parameters, no
+#: check values) are still read. The container layout is the same for both.
+VERSION = 2
+#: Versions :func:`unpack` reads.
+VERSIONS: tuple[int, ...] = (1, 2)
 
 #: PIL modes that can be restored, by their 3-bit code in the flags byte (the index).
 MODES: tuple[str, ...] = ("L", "RGB", "RGBA", "LA")
@@ -123,6 +128,7 @@ class Header:
     ``unpack(pack(h, s))[0] == h``; encoders should condition the model on ``header.quality``.
     ``z_shape=None`` means "derive it": ``(ceil(height / 64), ceil(width / 64))``.
     ``weights_id=None`` is accepted as ``bytes(8)`` (unknown weights; not stored in the file).
+    ``version`` is the format version (see :data:`VERSIONS`); writers use the default.
     """
 
     model: str
@@ -133,8 +139,11 @@ class Header:
     mode: str = "RGB"
     pad_mode: str = "replicate"
     z_shape: tuple[int, int] | None = None
+    version: int = VERSION
 
     def __post_init__(self) -> None:
+        if isinstance(self.version, bool) or self.version not in VERSIONS:
+            raise ValueError(f"version must be one of {VERSIONS}, got {self.version!r}")
         # model
         if not isinstance(self.model, str) or not _MODEL_RE.match(self.model):
             raise ValueError(
@@ -250,7 +259,7 @@ def pack(header: Header, streams: Mapping[str, bytes]) -> bytes:
         flags |= _FLAG_WEIGHTS
     model = header.model.encode("ascii")
     out = bytearray(MAGIC)
-    out += bytes((VERSION, flags, len(model)))
+    out += bytes((header.version, flags, len(model)))
     out += model
     if header.has_weights_id:
         out += header.weights_id
@@ -332,8 +341,9 @@ def _parse_header(
     _check_magic(r.data)
     r.pos = len(MAGIC)
     version = r.byte("version byte")
-    if version != VERSION:
-        raise FormatError(f"unsupported format version {version} (this decoder reads version {VERSION})")
+    if version not in VERSIONS:
+        readable = " and ".join(str(v) for v in VERSIONS)
+        raise FormatError(f"unsupported format version {version} (this decoder reads versions {readable})")
     flags = r.byte("flags byte")
     if flags & _RESERVED_MASK:
         raise FormatError(f"bad flags byte 0x{flags:02x}: reserved bits set")
@@ -395,6 +405,7 @@ def _parse_header(
             mode=mode,
             pad_mode=pad_mode,
             z_shape=(zh, zw),
+            version=version,
         )
     except (ValueError, TypeError) as exc:  # pragma: no cover - all fields were checked above
         raise FormatError(f"bad header: {exc}") from None

@@ -72,6 +72,8 @@ __all__ = [
 CUSTOM_MODEL_NAME = "custom"
 #: Name of the stream that carries the alpha plane (a grayscale PNG) of RGBA / LA images.
 ALPHA_STREAM = "alpha"
+#: Name of the stream with the per-slice check values of the entropy parameters (format version 2).
+CHECK_STREAM = "check"
 #: Models kept loaded by the module-level functions.
 MODEL_CACHE_SIZE = 3
 
@@ -167,19 +169,12 @@ def _model_name(model: "TCM") -> str:
     return CUSTOM_MODEL_NAME
 
 
-def _version_key(model: "TCM") -> tuple | None:
-    """Identity + in-place-update counters of every tensor: changes whenever the weights can have."""
-    try:
-        return tuple((t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers()))
-    except RuntimeError:  # inference tensors have no version counter: do not cache
-        return None
-
-
 def _weights_id(model: "TCM") -> bytes:
     """``zoo.weights_id(model)``, cached per model instance until its weights change."""
     from . import zoo
+    from .models.params import version_key
 
-    key = _version_key(model)
+    key = version_key(model)
     with _weights_lock:
         hit = _weights_ids.get(model)
         if key is not None and hit is not None and hit[0] == key:
@@ -257,7 +252,7 @@ def _compress(
         if tuple(streams.z_shape) != header.z_shape:
             raise RuntimeError(f"model coded z of shape {tuple(streams.z_shape)}, expected {header.z_shape}")
         rec = to_uint8_hwc(streams.x_hat, height, width) if reconstruct else None
-    coded = {"z": streams.z, "y": streams.y}
+    coded = {"z": streams.z, "y": streams.y, CHECK_STREAM: streams.checks}
     if alpha is not None:
         coded[ALPHA_STREAM] = encode_alpha(alpha)
     return bitstream.pack(header, coded), (finish_image(rec, alpha, mode) if reconstruct else None)
@@ -307,10 +302,16 @@ def _decompress(model: "TCM", header: bitstream.Header, streams: dict[str, bytes
         if ALPHA_STREAM not in streams:
             raise FormatError(f"missing {ALPHA_STREAM!r} stream for a {header.mode} image")
         alpha = decode_alpha(streams[ALPHA_STREAM], header.height, header.width)
-    coded = ModelStreams(z=streams["z"], y=streams["y"], z_shape=header.z_shape)
+    # Version 1: float32 entropy parameters, no check values; version 2: float64, checked per slice.
+    checks, param_dtype = None, torch.float32
+    if header.version >= 2:
+        if CHECK_STREAM not in streams:
+            raise FormatError(f"missing {CHECK_STREAM!r} stream (required in format version {header.version})")
+        checks, param_dtype = streams[CHECK_STREAM], torch.float64
+    coded = ModelStreams(z=streams["z"], y=streams["y"], z_shape=header.z_shape, checks=checks)
     try:
         with torch.inference_mode():
-            x_hat = model.decompress(coded, header.quality if _levels(model) else None)
+            x_hat = model.decompress(coded, header.quality if _levels(model) else None, param_dtype=param_dtype)
             rgb = to_uint8_hwc(x_hat, header.height, header.width)
     except FormatError:
         raise

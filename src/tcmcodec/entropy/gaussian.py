@@ -180,6 +180,9 @@ class GaussianConditional(nn.Module):
     def build_indexes(self, scales: Tensor | np.ndarray) -> np.ndarray:
         """Maps scales to coding-table indexes (CompressAI's rule).
 
+        Float64 scales are compared in float64 (with the float32 table and bound, converted
+        exactly); anything else in float32, as CompressAI does.
+
         Args:
             scales: raw scales, any shape (before the ``scale_bound`` floor).
 
@@ -187,11 +190,13 @@ class GaussianConditional(nn.Module):
             int32 numpy array of ``scales``' shape: the number of entries among all but the last
             of ``scale_table`` that are smaller than ``max(scale, scale_bound)``.
         """
-        s = torch.as_tensor(scales).detach().to(device="cpu", dtype=torch.float32)
+        s = torch.as_tensor(scales).detach()
+        dtype = torch.float64 if s.dtype == torch.float64 else torch.float32
+        s = s.to(device="cpu", dtype=dtype)
         if bool(torch.isnan(s).any()):
             raise ValueError("scales contain NaN")
-        s = torch.max(s, torch.tensor([self.scale_bound], dtype=torch.float32))
-        table = self.scale_table.detach().to(device="cpu", dtype=torch.float32)[:-1].contiguous()
+        s = torch.max(s, torch.tensor([self.scale_bound], dtype=torch.float32).to(dtype))
+        table = self.scale_table.detach().to(device="cpu", dtype=torch.float32)[:-1].to(dtype).contiguous()
         return torch.searchsorted(table, s.contiguous(), right=False).to(torch.int32).numpy()
 
     def tables(self) -> CdfTables:
@@ -214,6 +219,8 @@ class GaussianConditional(nn.Module):
         scales: Tensor,
         means: Tensor | None = None,
         encoder: SymbolEncoder | None = None,
+        *,
+        indexes: np.ndarray | None = None,
     ) -> tuple[np.ndarray, Tensor]:
         """Quantizes ``y`` and (if an encoder is given) entropy-codes the symbols.
 
@@ -222,6 +229,7 @@ class GaussianConditional(nn.Module):
             scales: raw scales of ``y``'s shape.
             means: means of ``y``'s shape; zero if None.
             encoder: where to code the symbols; if None only the symbols are computed.
+            indexes: ``build_indexes(scales)`` when the caller has it already.
 
         Returns:
             ``(symbols, y_hat)``: int32 numpy ``round(y - means)`` (B, C, H, W) and
@@ -233,13 +241,18 @@ class GaussianConditional(nn.Module):
                              f"{tuple(m.shape)} must have the same shape")
         symbols = to_symbols(y - m)
         if encoder is not None:
-            encoder.encode(symbols, self.build_indexes(scales), self.tables())
+            encoder.encode(symbols, self.build_indexes(scales) if indexes is None else indexes, self.tables())
         y_hat = torch.from_numpy(symbols).to(device=m.device, dtype=m.dtype) + m
         return symbols, y_hat
 
     @torch.no_grad()
     def decompress(
-        self, decoder: SymbolDecoder, scales: Tensor, means: Tensor | None = None
+        self,
+        decoder: SymbolDecoder,
+        scales: Tensor,
+        means: Tensor | None = None,
+        *,
+        indexes: np.ndarray | None = None,
     ) -> Tensor:
         """Decodes symbols coded by :meth:`compress` and returns ``y_hat``.
 
@@ -247,6 +260,7 @@ class GaussianConditional(nn.Module):
             decoder: the stream to read.
             scales: the raw scales the encoder used, (B, C, H, W).
             means: the means the encoder used (same shape); zero if None.
+            indexes: ``build_indexes(scales)`` when the caller has it already.
 
         Returns:
             ``y_hat = symbols + means``, float tensor of ``scales``' shape on ``means``' device.
@@ -254,5 +268,5 @@ class GaussianConditional(nn.Module):
         m = torch.zeros_like(scales) if means is None else means
         if m.shape != scales.shape:
             raise ValueError(f"scales {tuple(scales.shape)} and means {tuple(m.shape)} differ")
-        symbols = decoder.decode(self.build_indexes(scales), self.tables())
+        symbols = decoder.decode(self.build_indexes(scales) if indexes is None else indexes, self.tables())
         return torch.from_numpy(symbols).to(device=m.device, dtype=m.dtype) + m

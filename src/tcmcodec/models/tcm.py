@@ -15,6 +15,7 @@ from ..entropy import EntropyBottleneck, GaussianConditional, SymbolDecoder, Sym
 from ..errors import FormatError
 from ..layers import ResidualBlockUpsample, ResidualBlockWithStride, SWAtten, conv3x3, subpel_conv3x3, tcm_stage
 from .gain import GainUnit
+from .params import CHECK_BYTES, param_net, slice_check
 
 __all__ = ["TCMConfig", "TCM", "ModelStreams"]
 
@@ -93,12 +94,15 @@ class ModelStreams:
         z: coded hyper-latent symbols.
         y: coded latent symbols (all slices).
         z_shape: (height, width) of z, i.e. the padded image size / 64.
+        checks: one ``CHECK_BYTES`` check value of the table indexes per slice (see
+            :mod:`tcmcodec.models.params`); ``None`` = not checked (format version 1 files).
         x_hat: the encoder-side reconstruction (1, 3, H, W), when asked for; never stored.
     """
 
     z: bytes
     y: bytes
     z_shape: tuple[int, int]
+    checks: bytes | None = None
     x_hat: Tensor | None = field(default=None, repr=False)
 
 
@@ -114,6 +118,15 @@ def _deterministic(device: torch.device):
         yield
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+
+
+def _verify_check(i: int, indexes, expected: bytes) -> None:
+    got = slice_check(indexes)
+    if got != expected:
+        raise FormatError(
+            f"entropy parameters of slice {i} differ from the encoder's (check {expected.hex()}, computed "
+            f"{got.hex()}): the file was written by a build or machine that computes them differently"
+        )
 
 
 def _cc_transform(in_ch: int, hidden: tuple[int, int], out_ch: int) -> nn.Sequential:
@@ -225,28 +238,37 @@ class TCM(nn.Module):
             z = self.hyper_gain(z, q)
         return y, z
 
-    def _hyper_synthesis(self, z_hat: Tensor, q: Tensor | None, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    # The entropy-parameter path takes ``net``: the model itself, or its float64 copy for coding
+    # (``params.param_net``), so that every machine computes the same table indexes.
+    def _hyper_synthesis(
+        self, z_hat: Tensor, q: Tensor | None, size: tuple[int, int], net: nn.Module | None = None
+    ) -> tuple[Tensor, Tensor]:
+        net = self if net is None else net
         if q is not None:
-            z_hat = self.inv_hyper_gain(z_hat, q)
+            z_hat = net.inv_hyper_gain(z_hat, q)
         h, w = size
-        return self.h_mean_s(z_hat)[:, :, :h, :w], self.h_scale_s(z_hat)[:, :, :h, :w]
+        return net.h_mean_s(z_hat)[:, :, :h, :w], net.h_scale_s(z_hat)[:, :, :h, :w]
 
     def _synthesis(self, y_hat: Tensor, q: Tensor | None) -> Tensor:
         if q is not None:
             y_hat = self.inv_gain(y_hat, q)
         return self.g_s(y_hat)
 
-    def _slice_params(self, i: int, latent_means: Tensor, latent_scales: Tensor, done: list[Tensor]):
+    def _slice_params(
+        self, i: int, latent_means: Tensor, latent_scales: Tensor, done: list[Tensor], net: nn.Module | None = None
+    ):
         """Mean, raw scale and mean support of slice i given the decoded earlier slices."""
+        net = self if net is None else net
         support = done[: self.config.max_support_slices]
-        mean_support = self.atten_mean[i](torch.cat([latent_means, *support], dim=1))
-        mu = self.cc_mean_transforms[i](mean_support)
-        scale = self.cc_scale_transforms[i](self.atten_scale[i](torch.cat([latent_scales, *support], dim=1)))
+        mean_support = net.atten_mean[i](torch.cat([latent_means, *support], dim=1))
+        mu = net.cc_mean_transforms[i](mean_support)
+        scale = net.cc_scale_transforms[i](net.atten_scale[i](torch.cat([latent_scales, *support], dim=1)))
         return mu, scale, mean_support
 
-    def _lrp(self, i: int, mean_support: Tensor, y_hat_slice: Tensor) -> Tensor:
+    def _lrp(self, i: int, mean_support: Tensor, y_hat_slice: Tensor, net: nn.Module | None = None) -> Tensor:
         """Latent residual prediction: add ``0.5 * tanh(lrp(mean_support, y_hat_i))``."""
-        lrp = self.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
+        net = self if net is None else net
+        lrp = net.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
         return y_hat_slice + 0.5 * torch.tanh(lrp)
 
     # ------------------------------------------------------------------ training / estimation
@@ -281,7 +303,14 @@ class TCM(nn.Module):
 
     # ------------------------------------------------------------------ real coding
     @torch.no_grad()
-    def compress(self, x: Tensor, quality: float | None = None, return_x_hat: bool = False) -> ModelStreams:
+    def compress(
+        self,
+        x: Tensor,
+        quality: float | None = None,
+        return_x_hat: bool = False,
+        *,
+        param_dtype: torch.dtype = torch.float64,
+    ) -> ModelStreams:
         """Entropy-code one image.
 
         Args:
@@ -289,64 +318,85 @@ class TCM(nn.Module):
             quality: for continuous-rate models, the quality in [1, L].
             return_x_hat: also run the synthesis and return the reconstruction the decoder will
                 produce (bit-exact on the same machine).
+            param_dtype: dtype of the entropy-parameter path (hyper-synthesis, SWAtten, cc
+                transforms, LRP). ``torch.float64`` (default) makes the coding-table indexes the same
+                on every machine (format version 2); ``torch.float32`` is format version 1.
 
         Returns:
-            ``ModelStreams`` with the coded z and y.
+            ``ModelStreams`` with the coded z and y and the per-slice check values.
         """
         self._check_input(x)
         if x.shape[0] != 1:
             raise ValueError("compress codes one image at a time (batch size 1)")
+        net = param_net(self, param_dtype)
         with _deterministic(x.device):
-            return self._compress(x, self._quality(quality, 1, x.device), return_x_hat)
+            return self._compress(x, self._quality(quality, 1, x.device), return_x_hat, net, param_dtype)
 
-    def _compress(self, x: Tensor, q: Tensor | None, return_x_hat: bool) -> ModelStreams:
+    def _compress(self, x: Tensor, q: Tensor | None, return_x_hat: bool, net: nn.Module, dtype) -> ModelStreams:
         y, z = self._analysis(x, q)
         z_coder = SymbolEncoder()
         _, z_hat = self.entropy_bottleneck.compress(z, z_coder)
-        latent_means, latent_scales = self._hyper_synthesis(z_hat, q, y.shape[2:])
+        latent_means, latent_scales = self._hyper_synthesis(z_hat.to(dtype), q, y.shape[2:], net)
         y_coder = SymbolEncoder()
         y_hat_slices: list[Tensor] = []
-        for i, y_slice in enumerate(y.chunk(self.config.num_slices, 1)):
-            mu, scale, mean_support = self._slice_params(i, latent_means, latent_scales, y_hat_slices)
-            _, y_hat_slice = self.gaussian_conditional.compress(y_slice, scale, mu, y_coder)
-            y_hat_slices.append(self._lrp(i, mean_support, y_hat_slice))
-        x_hat = self._synthesis(torch.cat(y_hat_slices, dim=1), q).clamp_(0, 1) if return_x_hat else None
-        return ModelStreams(z=z_coder.finish(), y=y_coder.finish(), z_shape=tuple(z.shape[2:]), x_hat=x_hat)
+        checks = bytearray()
+        for i, y_slice in enumerate(y.to(dtype).chunk(self.config.num_slices, 1)):
+            mu, scale, mean_support = self._slice_params(i, latent_means, latent_scales, y_hat_slices, net)
+            indexes = self.gaussian_conditional.build_indexes(scale)
+            checks += slice_check(indexes)
+            _, y_hat_slice = self.gaussian_conditional.compress(y_slice, scale, mu, y_coder, indexes=indexes)
+            y_hat_slices.append(self._lrp(i, mean_support, y_hat_slice, net))
+        x_hat = None
+        if return_x_hat:
+            x_hat = self._synthesis(torch.cat(y_hat_slices, dim=1).to(x.dtype), q).clamp_(0, 1)
+        return ModelStreams(z=z_coder.finish(), y=y_coder.finish(), z_shape=tuple(z.shape[2:]),
+                            checks=bytes(checks), x_hat=x_hat)
 
     @torch.no_grad()
-    def decompress(self, streams: ModelStreams, quality: float | None = None) -> Tensor:
+    def decompress(
+        self, streams: ModelStreams, quality: float | None = None, *, param_dtype: torch.dtype = torch.float64
+    ) -> Tensor:
         """Decode one image coded by ``compress``.
 
         Args:
-            streams: the coded streams and z's shape.
+            streams: the coded streams, z's shape and (unless None) the per-slice check values.
             quality: the quality it was coded with (continuous-rate models).
+            param_dtype: the ``param_dtype`` it was coded with.
 
         Returns:
             The reconstruction (1, 3, 64 h, 64 w) clamped to [0, 1].
 
         Raises:
-            FormatError: the streams are corrupt or do not fit ``z_shape``.
+            FormatError: the streams are corrupt or do not fit ``z_shape``, or a slice's table
+                indexes differ from the encoder's (its check value does not match).
         """
         h, w = streams.z_shape
-        device = next(self.parameters()).device
-        q = self._quality(quality, 1, device)
+        first = next(self.parameters())
+        q = self._quality(quality, 1, first.device)
         z_coder, y_coder = SymbolDecoder(streams.z), SymbolDecoder(streams.y)
         # Cheap consistency checks before any network runs: each stream holds exactly its symbols.
         for name, coder, expected in (("z", z_coder, self.config.z_channels * h * w),
                                       ("y", y_coder, self.config.M * 16 * h * w)):
             if coder.remaining != expected:
                 raise FormatError(f"{name} stream holds {coder.remaining} symbols, expected {expected}")
-        with _deterministic(device):
-            z_hat = self.entropy_bottleneck.decompress(z_coder, (h, w))
-            latent_means, latent_scales = self._hyper_synthesis(z_hat, q, (4 * h, 4 * w))
+        checks = streams.checks
+        if checks is not None and len(checks) != CHECK_BYTES * self.config.num_slices:
+            raise FormatError(f"check stream has {len(checks)} bytes, expected {CHECK_BYTES * self.config.num_slices}")
+        net = param_net(self, param_dtype)
+        with _deterministic(first.device):
+            z_hat = self.entropy_bottleneck.decompress(z_coder, (h, w)).to(param_dtype)
+            latent_means, latent_scales = self._hyper_synthesis(z_hat, q, (4 * h, 4 * w), net)
             y_hat_slices: list[Tensor] = []
             for i in range(self.config.num_slices):
-                mu, scale, mean_support = self._slice_params(i, latent_means, latent_scales, y_hat_slices)
-                y_hat_slice = self.gaussian_conditional.decompress(y_coder, scale, mu)
-                y_hat_slices.append(self._lrp(i, mean_support, y_hat_slice))
+                mu, scale, mean_support = self._slice_params(i, latent_means, latent_scales, y_hat_slices, net)
+                indexes = self.gaussian_conditional.build_indexes(scale)
+                if checks is not None:
+                    _verify_check(i, indexes, checks[CHECK_BYTES * i : CHECK_BYTES * (i + 1)])
+                y_hat_slice = self.gaussian_conditional.decompress(y_coder, scale, mu, indexes=indexes)
+                y_hat_slices.append(self._lrp(i, mean_support, y_hat_slice, net))
             z_coder.finish()
             y_coder.finish()
-            return self._synthesis(torch.cat(y_hat_slices, dim=1), q).clamp_(0, 1)
+            return self._synthesis(torch.cat(y_hat_slices, dim=1).to(first.dtype), q).clamp_(0, 1)
 
     # ------------------------------------------------------------------ checkpoints
     @staticmethod

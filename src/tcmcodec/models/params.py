@@ -1,0 +1,108 @@
+"""Entropy parameters that every machine computes alike (``.tcm`` format version 2).
+
+The decoder must pick, for every latent symbol, the same coding table as the encoder. The table
+index is a step function of a scale computed by a float network (hyper-synthesis, SWAtten, the
+cc transforms, LRP), so if encoder and decoder compute that scale with different rounding (another
+thread count, CPU family, BLAS, or a GPU) and it falls on the other side of a scale-table
+boundary, the decoder reads garbage. In float32 the rounding noise is ~1e-7 relative, and on a
+768x512 image one of its ~250,000 scales lands that close to a boundary about every other image
+(measured: 4 of the first 8 Kodak images broke between 1 and 2 threads).
+
+Version 2 files therefore evaluate that whole path in **float64**: a float64 copy of the
+parameter networks (built once per weights version, cached on the model) runs on the float32
+hyper-latent ``z_hat`` (integers plus float32 medians, exact in float64) and on ``y_hat``
+(integers plus float64 means). Re-ordered float64 sums differ by ~1e-16 relative, about 1e9
+times less often within reach of a boundary. The path runs at 1/16 and 1/64 of the image
+resolution, so the cost is small next to the transforms (see ``docs/internals.md``).
+
+A safety net covers the remaining chance: each slice carries a 16-bit check value of its table
+indexes (:func:`slice_check`); the decoder verifies it before decoding the slice, and a mismatch is
+a :class:`~tcmcodec.errors.FormatError` that says what happened instead of silent garbage.
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["PARAM_MODULES", "CHECK_BYTES", "version_key", "param_net", "slice_check"]
+
+#: Sub-modules of a TCM that compute the entropy parameters (means, scales, LRP) from ``z_hat``.
+PARAM_MODULES = (
+    "inv_hyper_gain",
+    "h_mean_s",
+    "h_scale_s",
+    "atten_mean",
+    "atten_scale",
+    "cc_mean_transforms",
+    "cc_scale_transforms",
+    "lrp_transforms",
+)
+#: Bytes of one slice's check value.
+CHECK_BYTES = 2
+
+_CACHE_ATTR = "_param_net_cache"
+
+
+def version_key(module: nn.Module) -> tuple | None:
+    """Identity and in-place-update counter of every tensor of ``module``.
+
+    It changes whenever the weights can have changed (optimizer steps and ``load_state_dict`` update
+    tensors in place and bump their counters). ``None`` for inference tensors, which have no
+    counter: callers must not cache then.
+    """
+    try:
+        return tuple((t.data_ptr(), t._version) for t in (*module.parameters(), *module.buffers()))
+    except RuntimeError:
+        return None
+
+
+def param_net(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """The modules of ``PARAM_MODULES`` evaluated in ``dtype``: ``model`` itself for its own dtype,
+    else a cached copy converted to ``dtype`` (rebuilt when the weights change).
+
+    Args:
+        model: a TCM (any module with those attributes; missing ones, e.g. the gains of a
+            fixed-rate model, are skipped).
+        dtype: the floating dtype to evaluate in (``torch.float64`` for version 2 files).
+
+    Returns:
+        A module whose attributes of those names compute in ``dtype``.
+    """
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    if next(model.parameters()).dtype == dtype:
+        return model
+    key = version_key(model)
+    cached = model.__dict__.get(_CACHE_ATTR)
+    if key is not None and cached is not None and cached[0] == (key, dtype):
+        return cached[1]
+    holder = nn.Module()
+    with torch.inference_mode(False), torch.no_grad():  # ordinary tensors, even when called for coding
+        for name in PARAM_MODULES:
+            sub = getattr(model, name, None)
+            if sub is not None:
+                holder.add_module(name, copy.deepcopy(sub))
+        holder.to(dtype).train(model.training)
+    # A plain attribute (not a registered sub-module): invisible to state_dict() and parameters().
+    object.__setattr__(model, _CACHE_ATTR, ((key, dtype), holder) if key is not None else None)
+    return holder
+
+
+def slice_check(indexes: np.ndarray) -> bytes:
+    """The 16-bit check value of one slice's table indexes: CRC-32 of the indexes as bytes
+    (uint8 when they fit, else int32 little-endian), low 16 bits, little-endian.
+
+    Args:
+        indexes: integer array of coding-table indexes, any shape (read in C order).
+
+    Returns:
+        ``CHECK_BYTES`` bytes.
+    """
+    idx = np.ascontiguousarray(indexes)
+    raw = idx.astype(np.uint8).tobytes() if idx.size == 0 or int(idx.max()) < 256 else idx.astype("<i4").tobytes()
+    return (zlib.crc32(raw) & 0xFFFF).to_bytes(CHECK_BYTES, "little")
