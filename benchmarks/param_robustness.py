@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tcmcodec import bitstream, codec
+from tcmcodec import codec
+from tcmcodec.codec import container as bitstream
 from tcmcodec.errors import FormatError
-from tcmcodec.imageio import pad_image, prepare_image
+from tcmcodec.codec.image import pad_image, prepare_image
 from tcmcodec.models import TCM, ModelStreams
 from tcmcodec.models.params import PARAM_MODULES
 

@@ -24,7 +24,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from tcmcodec import create_model  # noqa: E402
-from tcmcodec.datasets import list_images  # noqa: E402
+from tcmcodec.codec.files import list_images  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,10 @@ import os
 import numpy as np
 import pytest
 
-from tcmcodec import anchor_codecs, anchors, metrics, results
+from tcmcodec.evaluation import codecs as anchor_codecs
+from tcmcodec.evaluation import anchors
+from tcmcodec.evaluation import metrics
+from tcmcodec.evaluation import results
 
 AVAILABLE = anchors.available_codecs()
 CROP = 256  # >= 161 px so that MS-SSIM is defined

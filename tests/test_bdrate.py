@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tcmcodec import bdrate
+from tcmcodec.evaluation import bdrate
 
 METHODS = ("pchip", "cubic")
 

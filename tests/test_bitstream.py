@@ -1,4 +1,4 @@
-"""Tests for the .tcm container (tcmcodec.bitstream)."""
+"""Tests for the .tcm container (tcmcodec.codec.container)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from tcmcodec.bitstream import (
+from tcmcodec.codec.container import (
     DEFAULT_MAX_PIXELS,
     MAGIC,
     MAX_DIMENSION,
@@ -178,7 +178,7 @@ def test_unpack_accepts_bytearray_and_memoryview():
 
 
 def test_module_does_not_import_torch():
-    code = "import sys, tcmcodec.bitstream; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, tcmcodec.codec.container; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

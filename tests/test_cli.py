@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tcmcodec import bitstream, cli, codec
+from tcmcodec import cli, codec
+from tcmcodec.cli import demo
+from tcmcodec.codec import container as bitstream
 
 
 @pytest.fixture
@@ -275,21 +277,21 @@ def test_demo_compares_with_jpeg_at_the_same_psnr(run, tmp_path, tcm_xs_checkpoi
 
 
 def test_jpeg_search_returns_the_smallest_quality_reaching_the_target(crop):
-    from tcmcodec.metrics import psnr
+    from tcmcodec.evaluation.metrics import psnr
 
-    q, data, p = cli.jpeg_for_psnr(crop, 30.0)
+    q, data, p = demo.jpeg_for_psnr(crop, 30.0)
     assert p >= 30.0
     if q > 1:
-        below = Image.open(__import__("io").BytesIO(cli._jpeg_bytes(crop, q - 1)))
+        below = Image.open(__import__("io").BytesIO(demo._jpeg_bytes(crop, q - 1)))
         assert psnr(crop, below) < 30.0
-    assert cli.jpeg_for_psnr(crop, 200.0) is None
+    assert demo.jpeg_for_psnr(crop, 200.0) is None
 
 
 # ------------------------------------------------------------------------------------ wrappers
 
 
 def test_bdrate_wrapper_matches_the_library(run, reference_dir):
-    from tcmcodec import bdrate
+    from tcmcodec.evaluation import bdrate
 
     anchor, test = reference_dir / "jpeg.json", reference_dir / "tcm-s-paper.json"
     rc, out, err = run("bdrate", anchor, test, "--json")
@@ -299,7 +301,11 @@ def test_bdrate_wrapper_matches_the_library(run, reference_dir):
     assert row["bd_rate"] < 0 and row["bd_psnr"] > 0
     rc, out, _ = run("bdrate", anchor, test)
     assert rc == 0 and "BD-rate" in out
-    assert cli.BDRATE_METHODS == bdrate.METHODS and cli.BDRATE_METRICS == bdrate.METRICS
+    parser = cli.build_parser()  # the wrapper offers exactly the library's methods and metrics
+    for method in bdrate.METHODS:
+        assert parser.parse_args(["bdrate", "a.json", "b.json", "--method", method]).method == method
+    for metric in bdrate.METRICS:
+        assert parser.parse_args(["bdrate", "a.json", "b.json", "--metric", metric]).metric == metric
 
 
 def test_plot_wrapper_writes_a_png(run, reference_dir, tmp_path, require_module):
@@ -323,7 +329,7 @@ def test_anchors_wrapper_measures_jpeg(run, kodak_dir, tmp_path):
 def test_eval_subcommand_writes_results_for_real_files(tmp_path, kodak_dir, tcm_xs_checkpoint):
     from PIL import Image
 
-    from tcmcodec import results
+    from tcmcodec.evaluation import results
     from tcmcodec.cli import main
 
     data = tmp_path / "images"

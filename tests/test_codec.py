@@ -15,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tcmcodec import bitstream, codec
+from tcmcodec import codec
+from tcmcodec.codec import container as bitstream
 from tcmcodec.errors import FormatError
 from tcmcodec.models import TCM, TCMConfig
 
@@ -388,7 +389,7 @@ def test_pixel_budget_is_enforced_before_decoding(coded, tcm_xs):
 
 
 def test_pillow_opens_and_saves_tcm_files(small, tcm_xs, tmp_path):
-    from tcmcodec import pil_plugin
+    from tcmcodec.codec import pil_plugin
 
     path = tmp_path / "photo.tcm"
     expected = codec.compress_with_reconstruction(small, tcm_xs)[1]
@@ -408,7 +409,7 @@ def test_pillow_opens_and_saves_tcm_files(small, tcm_xs, tmp_path):
 
 
 def test_pillow_does_not_identify_broken_headers(coded, tmp_path):
-    import tcmcodec.pil_plugin  # noqa: F401 - registers
+    import tcmcodec.codec.pil_plugin  # noqa: F401 - registers
 
     path = tmp_path / "bad.tcm"
     path.write_bytes(coded[:4] + b"\x09" + coded[5:])  # unsupported version

@@ -1,10 +1,10 @@
-"""Image folders (tcmcodec.datasets.list_images)."""
+"""Image folders (tcmcodec.codec.files.list_images)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tcmcodec.datasets import IMAGE_SUFFIXES, list_images
+from tcmcodec.codec.files import IMAGE_SUFFIXES, list_images
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tcmcodec import bitstream, codec
+from tcmcodec import codec
+from tcmcodec.codec import container as bitstream
 from tcmcodec.errors import FormatError
 from tcmcodec.models import TCM, ModelStreams
 from tcmcodec.models.params import CHECK_BYTES, param_net

@@ -1,4 +1,4 @@
-"""tcm eval (tcmcodec.evaluate) and the codec benchmark script: fast checks on two small Kodak crops."""
+"""tcm eval (tcmcodec.evaluation.evaluate) and the codec benchmark script: fast checks on two small Kodak crops."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tcmcodec import bitstream, results
-from tcmcodec.evaluate import add_arguments, evaluate, parse_qualities, run
+from tcmcodec.codec import container as bitstream
+from tcmcodec.evaluation import results
+from tcmcodec.evaluation.evaluate import add_arguments, evaluate, parse_qualities, run
 
 ROOT = Path(__file__).resolve().parents[1]
 # MS-SSIM needs both sides >= 161: the smallest crops that it can measure, padded to 192x192.

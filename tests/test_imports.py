@@ -18,7 +18,7 @@ def _fresh_python(code: str) -> str:
 def test_importing_the_package_cli_codec_and_bitstream_loads_neither_torch_nor_constriction():
     out = _fresh_python(
         "import sys\n"
-        "import tcmcodec, tcmcodec.cli, tcmcodec.codec, tcmcodec.bitstream\n"
+        "import tcmcodec, tcmcodec.cli, tcmcodec.codec, tcmcodec.codec.container\n"
         "print(sorted(m for m in ('torch', 'constriction') if m in sys.modules))\n"
     )
     assert out == "[]"
@@ -33,7 +33,7 @@ def test_submodules_are_reachable_after_a_plain_import():
     out = _fresh_python(
         "import sys, tcmcodec\n"
         "before = 'tcmcodec.codec' in sys.modules\n"
-        "print(before, tcmcodec.codec.Codec.__name__, tcmcodec.bitstream.MAX_DIMENSION, tcmcodec.zoo.__name__)\n"
+        "print(before, tcmcodec.codec.Codec.__name__, tcmcodec.codec.container.MAX_DIMENSION, tcmcodec.zoo.__name__)\n"
     )
     assert out == "False Codec 65535 tcmcodec.zoo"
 

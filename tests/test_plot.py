@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tcmcodec import plot
+from tcmcodec.evaluation import plot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -56,7 +56,7 @@ def test_plot_needs_something_to_draw(tmp_path, require_module):
 
 def test_importing_the_evaluation_modules_loads_no_optional_extras():
     code = (
-        "import sys, tcmcodec.bdrate, tcmcodec.results, tcmcodec.metrics, tcmcodec.anchors, tcmcodec.plot\n"
+        "import sys, tcmcodec.evaluation.bdrate, tcmcodec.evaluation.results, tcmcodec.evaluation.metrics, tcmcodec.evaluation.anchors, tcmcodec.evaluation.plot\n"
         "heavy = [m for m in ('matplotlib', 'pytorch_msssim', 'imagecodecs', 'pillow_heif', 'scipy', 'torch')"
         " if m in sys.modules]\n"
         "assert not heavy, heavy\n"

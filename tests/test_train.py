@@ -16,7 +16,7 @@ import torch
 import torch.multiprocessing as mp
 
 from tcmcodec import zoo
-from tcmcodec.train import TrainConfig, export_weights, lr_factor, train
+from tcmcodec.training.loop import TrainConfig, export_weights, lr_factor, train
 
 # A tiny continuous-rate TCM (same code paths as tcm-xs, ~0.1 M parameters) on 64x64 crops.
 TINY = dict(
@@ -66,7 +66,7 @@ def test_training_changes_the_weights_and_writes_logs(tmp_path, train_dir):
     assert rows[0].startswith("step,loss,bpp") and len(rows) == 3
     fresh = zoo.get_preset("tcm-xs")  # the checkpoint rebuilds the model alone
     rebuilt = zoo.load_checkpoint(tmp_path / "last.pt")
-    assert rebuilt.config == model.config and rebuilt.config != fresh.tcm_config()
+    assert rebuilt.config == model.config and rebuilt.config != fresh.config
     assert_same(params(rebuilt), params(model))
 
 
@@ -81,7 +81,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, train_dir):
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, train_dir):
     cfg = tiny_config(tmp_path, train_dir, steps=100_000)
-    args = [sys.executable, "-m", "tcmcodec.train"]
+    args = [sys.executable, "-m", "tcmcodec.training"]
     for k, v in vars(cfg).items():
         flag = "--" + k.replace("_", "-")
         if isinstance(v, bool):
@@ -114,7 +114,7 @@ def test_exported_weights_are_fp16_and_load_through_the_zoo(tmp_path, train_dir)
 
 
 def test_fitting_quantiles_lowers_the_aux_loss_and_touches_nothing_else(tmp_path, train_dir):
-    from tcmcodec.train import fit_quantiles
+    from tcmcodec.training.loop import fit_quantiles
 
     model = train(tiny_config(tmp_path, train_dir, steps=1))
     before = params(model)
@@ -167,7 +167,7 @@ def test_ddp_ranks_hold_identical_parameters_after_a_step(tmp_path, train_dir):
     assert_same(a, b)
     # ... and the step really moved them away from the (shared) initialization.
     torch.manual_seed(cfg.seed)
-    from tcmcodec.train import build_model
+    from tcmcodec.training.loop import build_model
 
     init = params(build_model(cfg))
     assert any(not torch.equal(init[k], a[k]) for k in a)

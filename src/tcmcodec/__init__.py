@@ -1,7 +1,7 @@
 """tcmcodec: learned image compression with the TCM model.
 
 Light to import: heavy submodules (torch models, codec) load on first use. After a plain
-``import tcmcodec``, ``tcmcodec.codec``, ``tcmcodec.zoo``, ``tcmcodec.bitstream``, ... are reachable
+``import tcmcodec``, ``tcmcodec.codec``, ``tcmcodec.zoo``, ``tcmcodec.codec.container``, ... are reachable
 as attributes (imported on first access).
 """
 
@@ -25,28 +25,15 @@ _LAZY = {
 
 #: Submodules imported on first attribute access (``tcmcodec.codec`` without ``import tcmcodec.codec``).
 _SUBMODULES = frozenset({
-    "anchor_codecs",
-    "anchors",
-    "bdrate",
-    "bitstream",
     "cli",
-    "cli_eval",
-    "crops",
     "codec",
-    "datasets",
-    "demo",
     "entropy",
     "errors",
-    "evaluate",
-    "imageio",
+    "evaluation",
     "layers",
-    "metrics",
     "models",
     "ops",
-    "pil_plugin",
-    "plot",
-    "results",
-    "train",
+    "training",
     "zoo",
 })
 

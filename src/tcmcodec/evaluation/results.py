@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._fileio import write_atomic
+from tcmcodec._fileio import write_atomic
 
 __all__ = [
     "METRIC_KEYS",
@@ -249,7 +249,7 @@ def make_results(
         raise ValueError(f"make_results: no finite values for {missing} at some RD point")
     results: dict[str, list[float]] = {k: [float(a[k]) for a in avg] for k in REQUIRED_KEYS}
     if ms_ssim_db and all(v < 1.0 for v in results["ms-ssim-rgb"]):
-        from .metrics import msssim_to_db  # metrics imports numpy: not at module import
+        from tcmcodec.evaluation.metrics import msssim_to_db  # metrics imports numpy: not at module import
 
         results["ms-ssim-rgb-db"] = [msssim_to_db(v) for v in results["ms-ssim-rgb"]]
     data: dict[str, Any] = {"name": name, "description": description, "results": results}
@@ -268,7 +268,7 @@ def curve(data: str | Path | Mapping, metric: str = "psnr-rgb") -> tuple[list[fl
     if metric in res:
         return bpp, [float(v) for v in res[metric]]
     if metric == "ms-ssim-rgb-db" and "ms-ssim-rgb" in res:
-        from .metrics import msssim_to_db
+        from tcmcodec.evaluation.metrics import msssim_to_db
 
         return bpp, [msssim_to_db(v) for v in res["ms-ssim-rgb"]]
     raise KeyError(f"{load(data)['name']!r} has no {metric!r} values")

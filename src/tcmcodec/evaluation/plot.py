@@ -19,7 +19,7 @@ PANELS = (("psnr-rgb", "PSNR RGB [dB]"), ("ms-ssim-rgb-db", "MS-SSIM RGB [dB]  (
 
 
 def _load_all(items: Sequence[Any]) -> list[dict]:
-    from . import results
+    from tcmcodec.evaluation import results
 
     return [results.load(it) for it in items]
 
@@ -27,7 +27,7 @@ def _load_all(items: Sequence[Any]) -> list[dict]:
 def _published(reference_dir: Path | None, names: Sequence[str]) -> list[dict]:
     if reference_dir is None or not names:
         return []
-    from . import results
+    from tcmcodec.evaluation import results
 
     out = []
     for name in names:
@@ -39,7 +39,7 @@ def _published(reference_dir: Path | None, names: Sequence[str]) -> list[dict]:
 
 
 def _points(data: Mapping, metric: str) -> tuple[list[float], list[float]] | None:
-    from . import results
+    from tcmcodec.evaluation import results
 
     try:
         bpp, vals = results.curve(data, metric)

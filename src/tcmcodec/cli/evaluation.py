@@ -1,5 +1,5 @@
 """The ``tcm anchors``, ``tcm bdrate`` and ``tcm plot`` subcommands: thin wrappers of
-:mod:`tcmcodec.anchors`, :mod:`tcmcodec.bdrate` and :mod:`tcmcodec.plot`.
+:mod:`tcmcodec.evaluation.anchors`, :mod:`tcmcodec.evaluation.bdrate` and :mod:`tcmcodec.evaluation.plot`.
 
 Registered on :mod:`tcmcodec.cli` with its :func:`~tcmcodec.cli.command` decorator (``cli`` imports this
 module). The wrapped modules (and their optional extras) load inside the commands, so building the parser
@@ -14,23 +14,23 @@ import os
 import tempfile
 from pathlib import Path
 
-from .cli import CLIError, UsageError, command
+from .registry import CLIError, UsageError, command
 
 
 def _configure_eval(p: argparse.ArgumentParser) -> None:
-    from . import evaluate  # numpy: only when the parser is built, not at import
+    from tcmcodec.evaluation import evaluate  # numpy: only when the parser is built, not at import
 
     evaluate.add_arguments(p)
 
 
 @command("eval", "evaluate a model on an image folder with real .tcm files (CompressAI JSON)", _configure_eval)
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Compress, decode and measure every image at every quality; see tcmcodec.evaluate."""
-    from . import evaluate
+    """Compress, decode and measure every image at every quality; see tcmcodec.evaluation.evaluate."""
+    from tcmcodec.evaluation import evaluate
 
     return evaluate.run(args)
 
-__all__ = ["cmd_anchors", "cmd_bdrate", "cmd_plot", "BDRATE_METHODS", "BDRATE_METRICS"]
+__all__ = ["cmd_eval", "cmd_anchors", "cmd_bdrate", "cmd_plot"]
 
 
 def _parse_crop(text: str) -> int | tuple[int, int]:
@@ -69,7 +69,7 @@ def _configure_anchors(p: argparse.ArgumentParser) -> None:
 def cmd_anchors(args: argparse.Namespace) -> int:
     """Encode, decode and measure classical codecs on every image of a folder; write one
     CompressAI-style results JSON per codec."""
-    from . import anchors
+    from tcmcodec.evaluation import anchors
 
     codecs = [c.strip() for c in args.codecs.split(",") if c.strip()] if args.codecs else None
     if not Path(args.dataset).is_dir():
@@ -83,23 +83,22 @@ def cmd_anchors(args: argparse.Namespace) -> int:
     return 0
 
 
-# Same as tcmcodec.bdrate.METHODS / METRICS (not imported here: building the parser stays cheap).
-BDRATE_METHODS = ("pchip", "cubic")
-BDRATE_METRICS = ("psnr-rgb", "ms-ssim-rgb", "ms-ssim-rgb-db")
-
 
 def _configure_bdrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("anchor", metavar="ANCHOR.json", help="results of the reference codec")
     p.add_argument("tests", nargs="+", metavar="TEST.json", help="results to compare with the anchor")
-    p.add_argument("--method", choices=BDRATE_METHODS, default="pchip", help="interpolation (default: pchip)")
-    p.add_argument("--metric", choices=BDRATE_METRICS, default="psnr-rgb", help="quality axis (default: psnr-rgb)")
+    from tcmcodec.evaluation import bdrate  # numpy: only when the parser is built
+
+    p.add_argument("--method", choices=bdrate.METHODS, default="pchip", help="interpolation (default: pchip)")
+    p.add_argument("--metric", choices=bdrate.METRICS, default="psnr-rgb", help="quality axis (default: psnr-rgb)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
 @command("bdrate", "Bjøntegaard delta rate / PSNR between results files", _configure_bdrate)
 def cmd_bdrate(args: argparse.Namespace) -> int:
     """BD-rate (percent, negative = fewer bits) and BD-PSNR of each test curve against the anchor."""
-    from . import bdrate, results
+    from tcmcodec.evaluation import bdrate
+    from tcmcodec.evaluation import results
 
     anchor = results.load(args.anchor)
     rows = []
@@ -136,7 +135,7 @@ def _configure_plot(p: argparse.ArgumentParser) -> None:
 @command("plot", "plot rate-distortion curves (PSNR and MS-SSIM vs bpp)", _configure_plot)
 def cmd_plot(args: argparse.Namespace) -> int:
     """Plot results files, with published curves overlaid, into one PNG."""
-    from . import plot
+    from tcmcodec.evaluation import plot
 
     published = plot.DEFAULT_PUBLISHED if args.published is None else [
         n.strip() for n in args.published.split(",") if n.strip()

@@ -1,7 +1,7 @@
 """Train a TCM model: one readable file (config dataclass + argparse, data, loss, loop, checkpoints).
 
 Single process:   tcm train --model tcm-xs --steps 100000 --out runs/xs
-Multi-GPU (DDP):  torchrun --nproc_per_node 8 -m tcmcodec.train --model tcm-l --quality-lambda 0.013 ...
+Multi-GPU (DDP):  torchrun --nproc_per_node 8 -m tcmcodec.training --model tcm-l --quality-lambda 0.013 ...
 
 Only rank 0 logs and writes files. Every random draw (crops, flips, qualities) is a function of
 (seed, rank, step), and checkpoints hold model, both optimizers, scheduler, step and RNG states,
@@ -26,10 +26,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .crops import CropDataset, StepSampler, load_rgb, rng_for
-from .datasets import list_images
-from .models import TCM, TCMConfig, quality_to_lambda
-from .zoo import export_weights, fit_quantiles, get_preset  # noqa: F401 - re-exported
+from tcmcodec.training.data import CropDataset, StepSampler, load_rgb, rng_for
+from tcmcodec.codec.files import list_images
+from tcmcodec.models import TCM, TCMConfig, quality_to_lambda
+from tcmcodec.zoo import export_weights, fit_quantiles, get_preset  # noqa: F401 - re-exported
 
 
 
@@ -144,11 +144,10 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 # ----------------------------------------------------------------------------- checkpoints
 def build_model(cfg: TrainConfig) -> TCM:
     """The model a run trains: the preset's architecture with ``cfg.model_config`` overrides."""
-    preset = get_preset(cfg.model)
-    params = dict(preset.config)
+    config = get_preset(cfg.model).config
     if cfg.model_config:
-        params.update(json.loads(cfg.model_config))
-    return TCM(TCMConfig(**params))
+        config = TCMConfig.from_dict({**config.to_dict(), **json.loads(cfg.model_config)})
+    return TCM(config)
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -224,8 +223,8 @@ def validate(model: TCM, cfg: TrainConfig) -> list[dict[str, float]]:
     Returns:
         One row per quality: ``{"quality", "bpp", "psnr"}`` averaged over the images.
     """
-    from .codec import Codec
-    from .metrics import psnr as psnr_of
+    from tcmcodec.codec import Codec
+    from tcmcodec.evaluation.metrics import psnr as psnr_of
 
     files = list_images([cfg.val_dir], recursive=True)[: cfg.val_images]
     qualities = cfg.val_qualities if model.continuous_rate else [None]
@@ -335,7 +334,7 @@ def train(cfg: TrainConfig) -> TCM:
 
     model = build_model(cfg)
     if cfg.init_from and not resuming:
-        from .zoo import load_checkpoint
+        from tcmcodec.zoo import load_checkpoint
 
         model.load_state_dict(load_checkpoint(cfg.init_from).state_dict())
     if not model.continuous_rate and cfg.quality_lambda <= 0:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .datasets import list_images
+from tcmcodec.codec.files import list_images
 
 __all__ = ["CropDataset", "StepSampler", "rng_for", "load_rgb"]
 

@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from .errors import FormatError
+from tcmcodec.errors import FormatError
 
 __all__ = [
     "MAGIC",

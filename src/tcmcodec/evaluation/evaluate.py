@@ -2,7 +2,7 @@
 
 ::
 
-    from tcmcodec.evaluate import evaluate
+    from tcmcodec.evaluation.evaluate import evaluate
     from tcmcodec import results
 
     data = evaluate("../shared/data/kodak", "tcm-xs", checkpoint="run/best.safetensors", qualities=[1, 4, 8])
@@ -12,10 +12,10 @@ For every image and quality the image is coded for real (:mod:`tcmcodec.codec`):
 file is produced (``bpp = len(file) * 8 / (W * H)``, header included), decoded again with the codec's
 decoder, and the decoded image is compared with the encoder-side reconstruction (a *mismatch* is a
 decoded image that differs from it by any bit: the count is reported and must be 0). PSNR and MS-SSIM
-are measured on 8-bit RGB (:mod:`tcmcodec.metrics`), times are wall seconds of one ``compress`` /
+are measured on 8-bit RGB (:mod:`tcmcodec.evaluation.metrics`), times are wall seconds of one ``compress`` /
 ``decompress`` call (the model is loaded once, and warmed up on a small crop, outside the timings; the
 codec's ``compress`` also computes the encoder-side reconstruction, so ``encoding_time`` includes one
-synthesis transform). Points are means over the images (:func:`tcmcodec.results.make_results`), sorted
+synthesis transform). Points are means over the images (:func:`tcmcodec.evaluation.results.make_results`), sorted
 by bpp; ``settings["values"]`` gives the quality of each point in that order.
 
 ``estimate=True`` skips the entropy coder: the rate is the likelihood bits of the model's ``forward``
@@ -23,7 +23,7 @@ in eval mode (rounding; no header, no coding overhead), the reconstruction is th
 ``x_hat``; ``encoding_time`` is then the forward pass and ``decoding_time`` 0. The result's ``name``
 and ``description`` say "estimated".
 
-Output: a CompressAI results dict (:mod:`tcmcodec.results`) with ``name``, ``description``, ``results``
+Output: a CompressAI results dict (:mod:`tcmcodec.evaluation.results`) with ``name``, ``description``, ``results``
 (``bpp``, ``psnr-rgb``, ``ms-ssim-rgb``, ``ms-ssim-rgb-db``, ``encoding_time``, ``decoding_time``),
 ``settings`` and the top-level ``mismatches`` count (``None`` when estimating); with ``per_image=True``
 also ``per_image`` rows (``image``, ``point``, ``param`` = quality, ``width``, ``height``, ``bytes``,
@@ -45,10 +45,10 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from .datasets import IMAGE_SUFFIXES, list_images
+from tcmcodec.codec.files import IMAGE_SUFFIXES, list_images
 
 if TYPE_CHECKING:  # torch is imported when a model is needed
-    from .models import TCM
+    from tcmcodec.models import TCM
 
 __all__ = ["evaluate", "parse_qualities", "list_images", "add_arguments", "run", "IMAGE_SUFFIXES"]
 
@@ -166,14 +166,14 @@ def _load_image(path: Path) -> Any:
 
 def _rgb_of(img: Any) -> np.ndarray:
     """8-bit RGB pixels of a decoded image (gray repeated, alpha dropped) as measured."""
-    from .metrics import to_uint8
+    from tcmcodec.evaluation.metrics import to_uint8
 
     arr = to_uint8(img if img.mode in ("RGB", "L") else img.convert("RGB"))
     return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
 
 
 def _measure_real(c: Any, img: Any, ref: np.ndarray, quality: float | None) -> dict[str, Any]:
-    from .metrics import ms_ssim, psnr
+    from tcmcodec.evaluation.metrics import ms_ssim, psnr
 
     t0 = time.perf_counter()
     data, rec = c.compress_with_reconstruction(img, quality)
@@ -197,10 +197,10 @@ def _measure_real(c: Any, img: Any, ref: np.ndarray, quality: float | None) -> d
 def _measure_estimate(model: "TCM", ref: np.ndarray, quality: float | None) -> dict[str, Any]:
     import torch
 
-    from .metrics import ms_ssim, psnr
+    from tcmcodec.evaluation.metrics import ms_ssim, psnr
 
     h, w = ref.shape[:2]
-    from .imageio import pad_image
+    from tcmcodec.codec.image import pad_image
 
     h, w = ref.shape[:2]
     m = model.pad_multiple
@@ -239,7 +239,8 @@ def _measure_all(
 ) -> tuple[list[dict[str, Any]], int]:
     from tqdm import tqdm
 
-    from . import codec
+    from tcmcodec import codec
+    from tcmcodec.codec.image import prepare_image
 
     rows: list[dict[str, Any]] = []
     mismatches = 0
@@ -248,7 +249,7 @@ def _measure_all(
     try:
         for n, path in enumerate(bar):
             img = _load_image(path)
-            ref = codec.prepare_image(img)[0]
+            ref = prepare_image(img)[0]
             if n == 0:
                 _warm_up(c, ref, run_q[0], estimate)
             for i, (q, rq) in enumerate(zip(points, run_q)):
@@ -307,7 +308,7 @@ def evaluate(
         progress: show a tqdm bar over the images on stderr.
 
     Returns:
-        The results dict (validated strictly, see :func:`tcmcodec.results.validate`), with
+        The results dict (validated strictly, see :func:`tcmcodec.evaluation.results.validate`), with
         ``mismatches`` (decoded images that differ from the encoder's reconstruction; None when estimating).
 
     Raises:
@@ -316,8 +317,10 @@ def evaluate(
     """
     from PIL import Image
 
-    from . import codec, results, zoo
-    from .metrics import MS_SSIM_MIN_SIDE
+    from tcmcodec import codec
+    from tcmcodec.evaluation import results
+    from tcmcodec import zoo
+    from tcmcodec.evaluation.metrics import MS_SSIM_MIN_SIDE
 
     # --- arguments, before anything is loaded
     spec = parse_qualities(qualities)  # syntax
@@ -333,7 +336,7 @@ def evaluate(
         raise ValueError(f"MS-SSIM needs images of at least {MS_SSIM_MIN_SIDE}x{MS_SSIM_MIN_SIDE} pixels; "
                          f"every image of {dataset_dir} is smaller")
     if isinstance(model, str):
-        levels = zoo.get_preset(model).config.get("num_gains", 0)
+        levels = zoo.get_preset(model).levels
         if spec is not None:
             parse_qualities(spec, levels)
 
@@ -408,7 +411,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``tcm eval``: 0 on success, 1 if any decoded image differed from the encoder's reconstruction."""
-    from . import results
+    from tcmcodec.evaluation import results
 
     model = args.model if args.model is not None else (None if args.checkpoint is not None else "tcm-xs")
     data = evaluate(args.dataset, model, args.checkpoint, args.quality, args.device,

@@ -3,14 +3,14 @@
 Importing this module registers the plugin (:func:`register` does it again, and sets decoding
 options)::
 
-    import tcmcodec.pil_plugin            # or: tcmcodec.pil_plugin.register()
+    import tcmcodec.codec.pil_plugin            # or: tcmcodec.codec.pil_plugin.register()
     from PIL import Image
 
     img = Image.open("photo.tcm")         # reads only the header: size and mode, no torch
     img.load()                            # decodes (with the model the header names)
     Image.open("photo.png").save("photo.tcm", quality=3.5)   # model="tcm-xs", checkpoint=... accepted too
 
-Opening is cheap (the header is at most 61 bytes, parsed by :mod:`tcmcodec.bitstream`); the pixels
+Opening is cheap (the header is at most 61 bytes, parsed by :mod:`tcmcodec.codec.container`); the pixels
 are decoded by :func:`tcmcodec.codec.decompress` on first access. A file whose header is invalid is
 not recognized (``PIL.UnidentifiedImageError``); a corrupt payload or unavailable weights fail on
 ``load()`` with :class:`~tcmcodec.errors.FormatError` / ``ValueError``.
@@ -23,8 +23,8 @@ from typing import IO, Any
 
 from PIL import Image, ImageFile
 
-from . import bitstream
-from .errors import FormatError
+from tcmcodec.codec import container as bitstream
+from tcmcodec.errors import FormatError
 
 __all__ = ["TcmImageFile", "register", "FORMAT", "EXTENSION", "MIME"]
 
@@ -65,7 +65,7 @@ class TcmImageFile(ImageFile.ImageFile):
 
     def load(self) -> Any:
         if not getattr(self, "_tcm_loaded", True):
-            from . import codec
+            from tcmcodec import codec
 
             assert self.fp is not None
             self.fp.seek(0)
@@ -84,7 +84,7 @@ class TcmImageFile(ImageFile.ImageFile):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    from . import codec
+    from tcmcodec import codec
 
     info = im.encoderinfo
     model = info.get("model", "tcm-xs")

@@ -13,14 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cli import CLIError, UsageError, command, write_atomic
+from .options import write_atomic
+from .registry import CLIError, UsageError, command
 
 __all__ = ["cmd_demo", "jpeg_for_psnr"]
 
 
 def _jpeg_bytes(img: Any, quality: int) -> bytes:
     """Pillow JPEG 4:2:0 (Huffman-optimized) at ``quality``: the ``jpeg`` anchor's encoder."""
-    from . import anchor_codecs
+    from tcmcodec.evaluation import codecs as anchor_codecs
 
     return anchor_codecs.encode("jpeg", img, quality)
 
@@ -30,8 +31,8 @@ def jpeg_for_psnr(img: Any, target: float) -> tuple[int, bytes, float] | None:
 
     Binary search over quality 1..100 (PSNR grows with quality); None if even quality 100 falls short.
     """
-    from . import anchor_codecs
-    from .metrics import psnr
+    from tcmcodec.evaluation import codecs as anchor_codecs
+    from tcmcodec.evaluation.metrics import psnr
 
     def measure(q: int) -> tuple[bytes, float]:
         data = _jpeg_bytes(img, q)
@@ -65,8 +66,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from PIL import Image
 
-    from . import codec, zoo
-    from .metrics import psnr
+    from tcmcodec import codec
+    from tcmcodec import zoo
+    from tcmcodec.evaluation.metrics import psnr
 
     try:
         preset = zoo.get_preset(args.model)
@@ -74,7 +76,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     if args.checkpoint is None and preset.weights_path() is None:
         raise CLIError(
-            f"the {args.model} weights are not installed (tcmcodec/weights/{preset.weights or '-'} is missing); "
+            f"the {args.model} weights are not installed (tcmcodec/zoo/weights/{preset.weights or '-'} is missing); "
             "pass --checkpoint PATH to run the demo with other weights"
         )
     out_dir = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="tcm-demo-"))
@@ -101,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     exact = dec.tobytes() == rec.tobytes()
 
     pixels = img.width * img.height
-    quality = codec.bitstream.read_header(data).quality
+    quality = codec.container.read_header(data).quality
     p_tcm = psnr(img, dec)
     jpeg = jpeg_for_psnr(img, p_tcm)
 

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 from PIL import Image, ImageOps
 
-from . import bitstream
-from .errors import FormatError, one_line
+from tcmcodec.codec import container as bitstream
+from tcmcodec.errors import FormatError, one_line
 
 if TYPE_CHECKING:
     import torch

@@ -18,15 +18,15 @@ Codecs (key: what runs it):
 
 For every codec and sweep value each image is encoded to an in-memory file (the complete file a user would
 store, container included), decoded again, and measured: ``bpp = len(bytes) * 8 / (W * H)``, PSNR and MS-SSIM
-on 8-bit RGB (:mod:`tcmcodec.metrics`), encode and decode wall time (one thread per codec call: the images run in
+on 8-bit RGB (:mod:`tcmcodec.evaluation.metrics`), encode and decode wall time (one thread per codec call: the images run in
 parallel over a process pool instead). Per-point results are means over the images, written as one CompressAI
-results JSON per codec (:mod:`tcmcodec.results`), per-image rows included.
+results JSON per codec (:mod:`tcmcodec.evaluation.results`), per-image rows included.
 
 Codec libraries are optional: a codec whose library is missing is skipped with a one-line notice on stderr.
 
 Public API: :func:`run`, :func:`measure_codec`, :func:`measure_image`; re-exported from
-:mod:`tcmcodec.anchor_codecs` (the codec backends): :func:`available_codecs`, :func:`codec_versions`,
-:data:`CODECS`, :func:`encode`, :func:`decode`; from :mod:`tcmcodec.datasets`: :func:`list_images`.
+:mod:`tcmcodec.evaluation.codecs` (the codec backends): :func:`available_codecs`, :func:`codec_versions`,
+:data:`CODECS`, :func:`encode`, :func:`decode`; from :mod:`tcmcodec.codec.files`: :func:`list_images`.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from .anchor_codecs import CODECS, DEFAULT_CODECS, Codec, available_codecs, codec_versions, decode, encode
-from .datasets import IMAGE_SUFFIXES, list_images
+from tcmcodec.evaluation.codecs import CODECS, DEFAULT_CODECS, Codec, available_codecs, codec_versions, decode, encode
+from tcmcodec.codec.files import IMAGE_SUFFIXES, list_images
 
 __all__ = [
     "Codec",
@@ -106,7 +106,7 @@ def measure_image(
     Row keys: ``image``, ``point`` (index into ``values``), ``param`` (the value), ``bytes``, ``bpp``,
     ``psnr-rgb``, ``ms-ssim-rgb``, ``encoding_time``, ``decoding_time`` (seconds).
     """
-    from . import metrics
+    from tcmcodec.evaluation import metrics
 
     values = CODECS[key].values if values is None else tuple(values)
     img = _load(image, crop)
@@ -228,7 +228,7 @@ def _measure_many(
     dataset: str | None,
     progress: Callable[[str], None] | None,
 ) -> dict[str, dict]:
-    from . import results
+    from tcmcodec.evaluation import results
 
     images = [Path(p) for p in images]
     if not images:
@@ -287,7 +287,7 @@ def run(
         return []
     images = list_images(dataset_dir, max_images)
     report = _notice if progress is True else (progress or None)
-    from . import results
+    from tcmcodec.evaluation import results
 
     measured = _measure_many(usable, images, qualities, workers=max(1, int(workers)), crop=crop,
                              dataset=Path(dataset_dir).name, progress=report)

@@ -1,5 +1,5 @@
 """Classical codec backends of the anchors: which codecs exist, whether their library is installed, its
-version, and encode / decode of one image (see :mod:`tcmcodec.anchors` for the codec table and the measurement).
+version, and encode / decode of one image (see :mod:`tcmcodec.evaluation.anchors` for the codec table and the measurement).
 
 Codec libraries are optional and imported on use: Pillow (JPEG, WebP, JPEG 2000, AVIF), pillow_heif (HEIF, AVIF),
 imagecodecs (JPEG XL, AVIF).

@@ -11,10 +11,10 @@
     data, reconstruction = c.compress_with_reconstruction(image, quality=2.5)
     assert c.decompress(data).tobytes() == reconstruction.tobytes()  # bit-exact on the same machine
 
-Pipeline (see ``docs/internals.md``; the image steps live in :mod:`tcmcodec.imageio`): the image is
+Pipeline (see ``docs/internals.md``; the image steps live in :mod:`tcmcodec.codec.image`): the image is
 normalized to 8-bit RGB (gray coded as RGB with equal channels; alpha split off), padded to a multiple
 of ``model.pad_multiple`` (64) by edge replication (or zeros), coded by ``TCM.compress`` into the ``z`` /
-``y`` streams, and stored with a header (:mod:`tcmcodec.bitstream`). The alpha plane of RGBA / LA
+``y`` streams, and stored with a header (:mod:`tcmcodec.codec.container`). The alpha plane of RGBA / LA
 images is kept losslessly as an extra ``"alpha"`` stream (a PNG of the plane). Decoding crops the
 reconstruction back, converts it to 8 bits with ``round(clamp(x, 0, 1) * 255)`` exactly as the encoder
 does, and restores the mode.
@@ -44,28 +44,27 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-import numpy as np
 from PIL import Image
 
-from . import bitstream
-from .errors import FormatError, one_line
-from .imageio import ImageInput, decode_alpha, encode_alpha, finish_image, pad_image, prepare_image, to_uint8_hwc
+from tcmcodec.codec import container as bitstream
+from tcmcodec.errors import FormatError, one_line
+from tcmcodec.codec.image import ImageInput, decode_alpha, encode_alpha, finish_image, pad_image, prepare_image, to_uint8_hwc
 
 if TYPE_CHECKING:  # torch is imported when a model is needed
     import torch
 
-    from .models import TCM
+    from tcmcodec.models import TCM
 
 __all__ = [
     "Codec",
     "compress",
     "compress_with_reconstruction",
     "decompress",
-    "prepare_image",
     "check_quality",
     "clear_model_cache",
     "CUSTOM_MODEL_NAME",
     "ALPHA_STREAM",
+    "CHECK_STREAM",
 ]
 
 #: Header model name of a model that is not a registered preset.
@@ -107,7 +106,7 @@ def _checkpoint_key(checkpoint: str | os.PathLike | None) -> tuple | None:
 
 def _load_model(name: str | None, checkpoint: str | os.PathLike | None, device: str) -> "TCM":
     """Build a model: preset ``name`` with its shipped weights or ``checkpoint``; or just ``checkpoint``."""
-    from . import zoo
+    from tcmcodec import zoo
 
     if name is None:
         if checkpoint is None:
@@ -115,7 +114,7 @@ def _load_model(name: str | None, checkpoint: str | os.PathLike | None, device: 
         model = zoo.load_checkpoint(checkpoint, device)
         preset_name = getattr(model, "preset_name", None)
         preset = zoo.get_preset(preset_name) if preset_name in zoo.list_models() else None
-        if preset is not None and model.config != preset.tcm_config():
+        if preset is not None and model.config != preset.config:
             model.preset_name, preset = None, None  # the file's preset tag does not fit its tensors
         model.default_quality = preset.default_quality if preset is not None else None
         return model
@@ -140,7 +139,7 @@ def _cached_model(name: str | None, checkpoint: str | os.PathLike | None, device
 
 def _resolve(model: ModelArg, checkpoint: str | os.PathLike | None, device: str, cached: bool) -> "TCM":
     if model is not None and not isinstance(model, str):
-        from .models import TCM
+        from tcmcodec.models import TCM
 
         if not isinstance(model, TCM):
             raise TypeError(f"model must be a preset name or a TCM instance, got {type(model).__name__}")
@@ -148,7 +147,7 @@ def _resolve(model: ModelArg, checkpoint: str | os.PathLike | None, device: str,
             raise ValueError("pass either a model instance or a checkpoint, not both")
         return model
     if model is not None:
-        from . import zoo
+        from tcmcodec import zoo
 
         zoo.get_preset(model)  # ValueError listing the known names
     return _cached_model(model, checkpoint, device) if cached else _load_model(model, checkpoint, device)
@@ -171,8 +170,8 @@ def _model_name(model: "TCM") -> str:
 
 def _weights_id(model: "TCM") -> bytes:
     """``zoo.weights_id(model)``, cached per model instance until its weights change."""
-    from . import zoo
-    from .models.params import version_key
+    from tcmcodec import zoo
+    from tcmcodec.models.params import version_key
 
     key = version_key(model)
     with _weights_lock:
@@ -207,15 +206,9 @@ def check_quality(model: "TCM", quality: float | None) -> float:
         quality = getattr(model, "default_quality", None)
         if quality is None:
             quality = float(math.ceil((1 + levels) / 2))
-    if isinstance(quality, bool) or not isinstance(quality, (int, float, np.integer, np.floating)):
-        raise TypeError(f"quality must be a number, got {type(quality).__name__}")
-    q = float(quality)
-    if not (math.isfinite(q) and 1.0 <= q <= levels):
-        raise ValueError(f"quality must be in [1, {levels}], got {quality}")
-    return q
+    return model.config.check_quality(quality)
 
 
-_encode_quality = check_quality  # the former private name, kept for existing callers
 
 
 # --------------------------------------------------------------------------------------- coding
@@ -262,7 +255,7 @@ def _decode_model_for(
     header: bitstream.Header, model: ModelArg, checkpoint: str | os.PathLike | None, device: str, cached: bool
 ) -> "TCM":
     """The model named by the caller, or else by the header."""
-    from . import zoo
+    from tcmcodec import zoo
 
     if model is not None:
         return _resolve(model, checkpoint, device, cached)
@@ -294,7 +287,7 @@ def _check_model(header: bitstream.Header, model: "TCM") -> None:
 def _decompress(model: "TCM", header: bitstream.Header, streams: dict[str, bytes]) -> Image.Image:
     import torch
 
-    from .models import ModelStreams
+    from tcmcodec.models import ModelStreams
 
     _check_model(header, model)
     alpha = None

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import msssim_to_db
+from tcmcodec.evaluation.metrics import msssim_to_db
 
 __all__ = ["bd_rate", "bd_psnr", "bd_rate_curves", "bd_psnr_curves", "overlap", "METHODS", "METRICS"]
 
