@@ -19,7 +19,8 @@ from tcmcodec.entropy import (
     decode_symbols,
     encode_symbols,
 )
-from tcmcodec.entropy.coder import PRECISION, _uvarint
+from tcmcodec._varint import encode as _uvarint
+from tcmcodec.entropy.coder import PRECISION
 from tcmcodec.errors import FormatError
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1

@@ -43,16 +43,20 @@ def lower_bound(x: Tensor, bound: float) -> Tensor:
     return _LowerBound.apply(x, b)
 
 
-def ste_round(x: Tensor) -> Tensor:
-    """Round to the nearest integer with a straight-through (identity) gradient.
+def ste_round(residual: Tensor, value: Tensor) -> Tensor:
+    """Straight-through rounding of ``residual = value - mean``: ``round(residual) - residual.detach() + value``.
+
+    The forward value is ``round(residual) + mean``; the gradient flows to ``value`` as if nothing were
+    rounded (CompressAI's expression, kept bit for bit).
 
     Args:
-        x: input tensor.
+        residual: ``value - mean``.
+        value: the tensor the gradient flows to.
 
     Returns:
-        ``round(x)`` in the forward pass; the gradient of ``x`` in the backward pass.
+        A tensor like ``value``.
     """
-    return torch.round(x) - x.detach() + x
+    return torch.round(residual) - residual.detach() + value
 
 
 def to_symbols(residual: Tensor) -> np.ndarray:

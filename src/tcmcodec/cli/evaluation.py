@@ -14,6 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from .options import write_atomic
 from .registry import CLIError, UsageError, command
 
 
@@ -154,6 +155,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
         tmp_out = Path(tmp) / out.name
         plot.plot_rd(args.results, tmp_out, args.reference_dir, published, title=args.title,
                      max_bpp=args.max_bpp, dpi=args.dpi)
-        os.replace(tmp_out, out)
+        write_atomic(out, tmp_out.read_bytes())
     print(out)
     return 0

@@ -56,7 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
         sub = subs.add_parser(cmd.name, help=cmd.help, description=(cmd.run.__doc__ or cmd.help).strip())
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         cmd.configure(sub)
-        sub.set_defaults(_run=cmd.run)
     return parser
 
 
@@ -71,20 +70,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
-            if argv[:1] == ["train"]:  # the trainer owns its (many) flags and its --help
-                from tcmcodec.training import loop as train
-
-                return train.main([a for a in argv[1:] if a != "--debug"])
             parser = build_parser()
-            args = parser.parse_args(argv)
+            args, rest = parser.parse_known_args(argv)
             if args.command is None:
                 parser.print_help(sys.stderr)
                 return 2
+            cmd = COMMANDS[args.command]
+            if rest and not cmd.passthrough:
+                parser.error(f"unrecognized arguments: {' '.join(rest)}")
             if args.threads is not None:
                 import torch
 
                 torch.set_num_threads(args.threads)
-            return int(args._run(args) or 0)
+            if cmd.passthrough:  # owns its flags and its --help (tcm train)
+                return int(cmd.run([a for a in rest if a != "--debug"]) or 0)
+            return int(cmd.run(args) or 0)
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Union
 from PIL import Image
 
 from tcmcodec.codec import container as bitstream
-from tcmcodec.errors import FormatError, one_line
+from tcmcodec.errors import FormatError
 from tcmcodec.codec.image import ImageInput, decode_alpha, encode_alpha, finish_image, pad_image, prepare_image, to_uint8_hwc
 
 if TYPE_CHECKING:  # torch is imported when a model is needed
@@ -302,14 +302,11 @@ def _decompress(model: "TCM", header: bitstream.Header, streams: dict[str, bytes
             raise FormatError(f"missing {CHECK_STREAM!r} stream (required in format version {header.version})")
         checks, param_dtype = streams[CHECK_STREAM], torch.float64
     coded = ModelStreams(z=streams["z"], y=streams["y"], z_shape=header.z_shape, checks=checks)
-    try:
-        with torch.inference_mode():
-            x_hat = model.decompress(coded, header.quality if _levels(model) else None, param_dtype=param_dtype)
-            rgb = to_uint8_hwc(x_hat, header.height, header.width)
-    except FormatError:
-        raise
-    except (ValueError, RuntimeError, IndexError, OverflowError, TypeError, AssertionError) as exc:
-        raise FormatError(f"corrupt coded stream: {one_line(exc)}") from exc
+    # Corrupt data surfaces as FormatError from the stream decoders; anything else is a bug or a
+    # resource failure (e.g. out of memory) and propagates as itself.
+    with torch.inference_mode():
+        x_hat = model.decompress(coded, header.quality if _levels(model) else None, param_dtype=param_dtype)
+        rgb = to_uint8_hwc(x_hat, header.height, header.width)
     return finish_image(rgb, alpha, header.mode)
 
 

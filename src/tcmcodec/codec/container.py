@@ -28,6 +28,7 @@ import zlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from tcmcodec import _varint
 from tcmcodec.errors import FormatError
 
 __all__ = [
@@ -214,18 +215,6 @@ class Header:
 # --------------------------------------------------------------------------------------- encoding
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _check_streams(streams: Mapping[str, bytes]) -> list[tuple[str, bytes]]:
     if not isinstance(streams, Mapping):
         raise TypeError(f"streams must be a mapping name -> bytes, got {type(streams).__name__}")
@@ -265,12 +254,12 @@ def pack(header: Header, streams: Mapping[str, bytes]) -> bytes:
         out += header.weights_id
     out += _F32.pack(header.quality)
     for v in (header.height, header.width, *header.z_shape):
-        out += _varint(v)
+        out += _varint.encode(v)
     out.append(len(items))
     for name, blob in items:
         out.append(len(name))
         out += name.encode("ascii")
-        out += _varint(len(blob))
+        out += _varint.encode(len(blob))
     for _, blob in items:
         out += blob
     out += struct.pack("<I", zlib.crc32(out) & 0xFFFFFFFF)
@@ -302,18 +291,8 @@ class _Reader:
         return self.take(1, what)[0]
 
     def varint(self, what: str) -> int:
-        start = self.pos
-        value = 0
-        for i in range(_VARINT_MAX_BYTES):
-            b = self.byte(what)
-            value |= (b & 0x7F) << (7 * i)
-            if not b & 0x80:
-                if b == 0 and i > 0:
-                    raise FormatError(f"bad {what}: non-minimal varint at offset {start}")
-                if value > _VARINT_MAX:
-                    raise FormatError(f"bad {what}: varint at offset {start} exceeds 2**32 - 1")
-                return value
-        raise FormatError(f"bad {what}: varint at offset {start} longer than {_VARINT_MAX_BYTES} bytes")
+        value, self.pos = _varint.decode(self.data, self.pos, what, max_bytes=_VARINT_MAX_BYTES, max_value=_VARINT_MAX)
+        return value
 
 
 def _to_bytes(data: bytes) -> bytes:

@@ -44,6 +44,7 @@ from tcmcodec.entropy.tables import (
     PRECISION,
     CdfTables,
 )
+from tcmcodec import _varint
 from tcmcodec.errors import FormatError
 
 __all__ = [
@@ -273,7 +274,7 @@ class SymbolEncoder:
             raise ValueError("finish() called twice")
         self._finished = True
         words = np.asarray(self._encoder.get_compressed(), dtype="<u4").tobytes()
-        body = _uvarint(self._count) + words
+        body = _varint.encode(self._count) + words
         return body + zlib.crc32(body).to_bytes(4, "little")
 
 
@@ -296,7 +297,7 @@ class SymbolDecoder:
         body, crc = data[:-4], int.from_bytes(data[-4:], "little")
         if zlib.crc32(body) != crc:
             raise FormatError("entropy-coded stream fails its CRC32 check (corrupt or truncated)")
-        self._count, pos = _read_uvarint(body)
+        self._count, pos = _varint.decode(body, 0, "symbol count of the entropy-coded stream", max_bytes=10, max_value=(1 << 63) - 1)
         words = body[pos:]
         if len(words) % 4:
             raise FormatError(f"entropy-coded stream: {len(words)} payload bytes, not whole words")
@@ -412,22 +413,3 @@ def encode_symbols(
 def decode_symbols(decoder: SymbolDecoder, indexes: np.ndarray, tables: CdfTables) -> np.ndarray:
     """Functional form of :meth:`SymbolDecoder.decode` (same arguments and result)."""
     return decoder.decode(indexes, tables)
-
-
-def _uvarint(n: int) -> bytes:
-    """LEB128 encoding of a non-negative integer."""
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    return bytes(out + bytes([n]))
-
-
-def _read_uvarint(data: bytes) -> tuple[int, int]:
-    """Reads a LEB128 integer at the start of data; returns (value, bytes used)."""
-    value = 0
-    for i in range(min(len(data), 10)):
-        value |= (data[i] & 0x7F) << (7 * i)
-        if not data[i] & 0x80:
-            return value, i + 1
-    raise FormatError("entropy-coded stream: bad symbol-count header")

@@ -24,7 +24,7 @@ from tcmcodec._compat import drop_keys
 from tcmcodec.entropy.coder import SymbolDecoder, SymbolEncoder
 from tcmcodec.entropy.gaussian import LIKELIHOOD_BOUND
 from tcmcodec.entropy.tables import MAX_TABLE_LENGTH, CdfTables
-from tcmcodec.ops import lower_bound, to_symbols
+from tcmcodec.ops import lower_bound, ste_round, to_symbols
 
 __all__ = ["EntropyBottleneck"]
 
@@ -183,7 +183,7 @@ class EntropyBottleneck(nn.Module):
         r = z - m
         if self.training:
             noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-            z_hat = torch.round(r) - r.detach() + z
+            z_hat = ste_round(r, z)
             return z_hat, self.likelihood(noisy)
         z_hat = torch.round(r) + m
         return z_hat, self.likelihood(z_hat)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from tcmcodec._compat import drop_keys
 from tcmcodec.entropy.coder import SymbolDecoder, SymbolEncoder
 from tcmcodec.entropy.tables import CdfTables
-from tcmcodec.ops import lower_bound, to_symbols
+from tcmcodec.ops import lower_bound, ste_round, to_symbols
 
 __all__ = ["GaussianConditional", "default_scale_table", "LIKELIHOOD_BOUND"]
 
@@ -172,7 +172,7 @@ class GaussianConditional(nn.Module):
         r = y - m
         if self.training:
             noisy = r + torch.empty_like(r).uniform_(-0.5, 0.5)
-            y_hat = torch.round(r) - r.detach() + y
+            y_hat = ste_round(r, y)
             return y_hat, self.likelihood(noisy, scales)
         q = torch.round(r)
         return q + m, self.likelihood(q, scales)

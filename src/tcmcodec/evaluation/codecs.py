@@ -79,7 +79,7 @@ def _avif_backend() -> str:
             codecs = _avif.codec_versions() if hasattr(_avif, "codec_versions") else "[enc] [dec]"
             if "[enc" in codecs and ("[dec" in codecs or "[enc/dec" in codecs):
                 return "pillow"
-    except Exception:
+    except ImportError:  # a Pillow without the AVIF plugin (or without its private module)
         pass
     try:
         import pillow_heif

@@ -190,7 +190,6 @@ def clean(obj: Any) -> Any:
     return obj
 
 
-_clean = clean  # the former private name, kept for existing callers
 
 
 def write_results(path: str | Path, data: Mapping, indent: int = 2) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import dataclasses
 import json
 import math
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from tcmcodec._fileio import write_atomic
 from tcmcodec.training.data import CropDataset, StepSampler, load_rgb, rng_for
 from tcmcodec.codec.files import list_images
 from tcmcodec.models import TCM, TCMConfig, quality_to_lambda
@@ -206,9 +208,9 @@ def save_checkpoint(
         "rng": rng_states,
         "train_config": dataclasses.asdict(cfg),
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_atomic(path, buf.getvalue())
 
 
 # ----------------------------------------------------------------------------- validation
