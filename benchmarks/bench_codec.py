@@ -199,18 +199,17 @@ def worker(args: argparse.Namespace) -> dict:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
 
+    from tcmcodec.evaluation.measure import TcmCoder, measure
+
     enc, dec, data, exact = [], [], b"", True
     for i in range(args.repeats):
-        t0 = time.perf_counter()
-        data, rec = c.compress_with_reconstruction(img, quality)
-        t1 = time.perf_counter()
-        decoded = c.decompress(data)
-        t2 = time.perf_counter()
-        exact = exact and decoded.tobytes() == rec.tobytes()
-        enc.append(t1 - t0)
-        dec.append(t2 - t1)
-        if (t2 - t0) > args.max_run_seconds and i + 1 < args.repeats:
-            out["note"] = (f"stopped after {i + 1} run(s): one encode + decode took {t2 - t0:.0f} s "
+        m = measure(TcmCoder(c), img, quality, ms_ssim=False)
+        data, exact = m.data, exact and bool(m.exact)
+        enc.append(m.encoding_time)
+        dec.append(m.decoding_time)
+        if (m.encoding_time + m.decoding_time) > args.max_run_seconds and i + 1 < args.repeats:
+            out["note"] = (f"stopped after {i + 1} run(s): one encode + decode took "
+                           f"{m.encoding_time + m.decoding_time:.0f} s "
                            f"(> --max-run-seconds {args.max_run_seconds:g})")
             break
     out.update({

@@ -31,20 +31,17 @@ def jpeg_for_psnr(img: Any, target: float) -> tuple[int, bytes, float] | None:
 
     Binary search over quality 1..100 (PSNR grows with quality); None if even quality 100 falls short.
     """
-    from tcmcodec.evaluation import codecs as anchor_codecs
-    from tcmcodec.evaluation.metrics import psnr
+    from tcmcodec.evaluation.codecs import AnchorCoder
+    from tcmcodec.evaluation.measure import measure
 
-    def measure(q: int) -> tuple[bytes, float]:
-        data = _jpeg_bytes(img, q)
-        return data, psnr(img, anchor_codecs.decode("jpeg", data))
-
+    jpeg = AnchorCoder("jpeg")
     best = None
     lo, hi = 1, 100
     while lo <= hi:
         mid = (lo + hi) // 2
-        data, p = measure(mid)
-        if p >= target:
-            best, hi = (mid, data, p), mid - 1
+        m = measure(jpeg, img, mid, ms_ssim=False)
+        if m.psnr >= target:
+            best, hi = (mid, m.data, m.psnr), mid - 1
         else:
             lo = mid + 1
     return best
@@ -66,9 +63,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from PIL import Image
 
-    from tcmcodec import codec
-    from tcmcodec import zoo
-    from tcmcodec.evaluation.metrics import psnr
+    from tcmcodec import codec, zoo
+    from tcmcodec.evaluation.measure import TcmCoder, measure
 
     try:
         preset = zoo.get_preset(args.model)
@@ -94,17 +90,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         codec.check_quality(c.model, args.quality)
     except ValueError as e:
         raise UsageError(f"--quality: {e}") from None
-    t0 = time.perf_counter()
-    data, rec = c.compress_with_reconstruction(img, args.quality)
-    t_enc = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    dec = c.decompress(data)
-    t_dec = time.perf_counter() - t0
-    exact = dec.tobytes() == rec.tobytes()
+    m = measure(TcmCoder(c), img, args.quality, ms_ssim=False)
+    data, dec, exact, t_enc, t_dec, p_tcm = m.data, m.decoded, m.exact, m.encoding_time, m.decoding_time, m.psnr
 
     pixels = img.width * img.height
     quality = codec.container.read_header(data).quality
-    p_tcm = psnr(img, dec)
     jpeg = jpeg_for_psnr(img, p_tcm)
 
     write_atomic(out_dir / "sample.png", original_png)

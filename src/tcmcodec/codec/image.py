@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ImageInput",
+    "load_image",
     "prepare_image",
     "check_size",
     "pad_image",
@@ -114,6 +115,26 @@ def _from_pil(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, str]:
     return _from_array(np.asarray(img if mode == "RGB" else img.convert("RGB")))
 
 
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Read an image file into memory (the file is closed): the package's one image loader.
+
+    The size is checked before any pixel is decoded (:func:`check_size`, Pillow's decompression-bomb
+    limit included); the image keeps its mode and metadata (EXIF orientation is applied by
+    :func:`prepare_image`, not here).
+
+    Raises:
+        ValueError: empty or oversized image.
+        OSError: the file cannot be read or is not an image.
+    """
+    try:
+        with Image.open(path) as img:
+            check_size(*img.size)  # before any pixel is decoded
+            img.load()
+            return img.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # warning: when made an error
+        raise ValueError(f"{os.fspath(path)}: {one_line(exc)}") from None
+
+
 def prepare_image(image: ImageInput) -> tuple[np.ndarray, np.ndarray | None, str]:
     """Normalize an input image for coding.
 
@@ -131,13 +152,7 @@ def prepare_image(image: ImageInput) -> tuple[np.ndarray, np.ndarray | None, str
         OSError: the file cannot be read or is not an image.
     """
     if isinstance(image, (str, os.PathLike)):
-        try:
-            with Image.open(image) as img:
-                check_size(*img.size)  # before any pixel is decoded
-                img.load()
-                return _from_pil(img)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # warning: when made an error
-            raise ValueError(f"{os.fspath(image)}: {one_line(exc)}") from None
+        return _from_pil(load_image(image))
     if isinstance(image, Image.Image):
         return _from_pil(image)
     if isinstance(image, np.ndarray):

@@ -34,14 +34,21 @@ from __future__ import annotations
 import os
 import platform
 import sys
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-from tcmcodec.evaluation.codecs import CODECS, DEFAULT_CODECS, Codec, available_codecs, codec_versions, decode, encode
+from tcmcodec.evaluation.codecs import (
+    CODECS,
+    DEFAULT_CODECS,
+    AnchorCoder,
+    Codec,
+    available_codecs,
+    codec_versions,
+    decode,
+    encode,
+)
 from tcmcodec.codec.files import IMAGE_SUFFIXES, list_images
 
 __all__ = [
@@ -82,10 +89,10 @@ def _init_worker() -> None:
 
 
 def _load(path: str | Path, crop: int | tuple[int, int] | None) -> Any:
-    from PIL import Image
+    """The image as RGB, center-cropped to ``crop`` (one side or (width, height)) when given."""
+    from tcmcodec.codec.image import load_image
 
-    with Image.open(path) as im:
-        img = im.convert("RGB")
+    img = load_image(path).convert("RGB")
     if crop is not None:
         cw, ch = (crop, crop) if isinstance(crop, int) else crop
         w, h = img.size
@@ -106,35 +113,18 @@ def measure_image(
     Row keys: ``image``, ``point`` (index into ``values``), ``param`` (the value), ``bytes``, ``bpp``,
     ``psnr-rgb``, ``ms-ssim-rgb``, ``encoding_time``, ``decoding_time`` (seconds).
     """
-    from tcmcodec.evaluation import metrics
+    from tcmcodec.evaluation.measure import measure
 
     values = CODECS[key].values if values is None else tuple(values)
     img = _load(image, crop)
-    ref = np.asarray(img)
-    n_pixels = img.size[0] * img.size[1]
+    coder = AnchorCoder(key)
     rows = []
     for i, value in enumerate(values):
-        t0 = time.perf_counter()
-        data = encode(key, img, value)
-        t1 = time.perf_counter()
-        out = decode(key, data)
-        t2 = time.perf_counter()
-        rec = np.asarray(out)
-        if rec.shape != ref.shape:
-            raise RuntimeError(f"{key} at {value}: decoded shape {rec.shape} != original {ref.shape} ({image})")
-        rows.append(
-            {
-                "image": Path(image).name,
-                "point": i,
-                "param": value,
-                "bytes": len(data),
-                "bpp": len(data) * 8.0 / n_pixels,
-                "psnr-rgb": metrics.psnr(ref, rec),
-                "ms-ssim-rgb": metrics.ms_ssim(ref, rec),
-                "encoding_time": t1 - t0,
-                "decoding_time": t2 - t1,
-            }
-        )
+        try:
+            m = measure(coder, img, value)
+        except ValueError as e:  # decoded size differs: a broken codec build, not a bad image
+            raise RuntimeError(f"{key} at {value}: {e} ({image})") from None
+        rows.append({"image": Path(image).name, "point": i, "param": value, **m.row()})
     return rows
 
 

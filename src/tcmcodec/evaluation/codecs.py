@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Codec", "CODECS", "DEFAULT_CODECS", "available_codecs", "codec_versions", "encode", "decode"]
+__all__ = ["Codec", "AnchorCoder", "CODECS", "DEFAULT_CODECS", "available_codecs", "codec_versions", "encode", "decode"]
 
 
 @dataclass(frozen=True)
@@ -260,3 +260,18 @@ def decode(key: str, data: bytes) -> Any:
     else:
         raise KeyError(f"unknown codec {key!r}")
     return im if im.mode == "RGB" else im.convert("RGB")
+
+
+class AnchorCoder:
+    """Codec ``key`` as a :class:`tcmcodec.evaluation.measure.Coder` (``param``: its sweep value)."""
+
+    def __init__(self, key: str) -> None:
+        if key not in CODECS:
+            raise KeyError(f"unknown codec {key!r}; known: {', '.join(CODECS)}")
+        self.key = key
+
+    def encode(self, image: Any, param: float) -> tuple[bytes, None]:
+        return encode(self.key, image, param), None
+
+    def decode(self, data: bytes) -> Any:
+        return decode(self.key, data)

@@ -156,42 +156,10 @@ def parse_qualities(spec: QualitySpec, levels: int | None = None) -> list[float]
 # --------------------------------------------------------------------------------------- measuring
 
 
-def _load_image(path: Path) -> Any:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im.load()
-        return im.copy()
-
-
-def _rgb_of(img: Any) -> np.ndarray:
-    """8-bit RGB pixels of a decoded image (gray repeated, alpha dropped) as measured."""
-    from tcmcodec.evaluation.metrics import to_uint8
-
-    arr = to_uint8(img if img.mode in ("RGB", "L") else img.convert("RGB"))
-    return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
-
-
 def _measure_real(c: Any, img: Any, ref: np.ndarray, quality: float | None) -> dict[str, Any]:
-    from tcmcodec.evaluation.metrics import ms_ssim, psnr
+    from tcmcodec.evaluation.measure import TcmCoder, measure
 
-    t0 = time.perf_counter()
-    data, rec = c.compress_with_reconstruction(img, quality)
-    t1 = time.perf_counter()
-    dec = c.decompress(data)
-    t2 = time.perf_counter()
-    exact = dec.mode == rec.mode and dec.size == rec.size and dec.tobytes() == rec.tobytes()
-    out = _rgb_of(dec)
-    h, w = ref.shape[:2]
-    return {
-        "bytes": len(data),
-        "bpp": len(data) * 8.0 / (w * h),
-        "psnr-rgb": psnr(ref, out),
-        "ms-ssim-rgb": ms_ssim(ref, out),
-        "encoding_time": t1 - t0,
-        "decoding_time": t2 - t1,
-        "exact": bool(exact),
-    }
+    return measure(TcmCoder(c), img, quality, reference=ref).row()
 
 
 def _measure_estimate(model: "TCM", ref: np.ndarray, quality: float | None) -> dict[str, Any]:
@@ -239,8 +207,7 @@ def _measure_all(
 ) -> tuple[list[dict[str, Any]], int]:
     from tqdm import tqdm
 
-    from tcmcodec import codec
-    from tcmcodec.codec.image import prepare_image
+    from tcmcodec.codec.image import load_image, prepare_image
 
     rows: list[dict[str, Any]] = []
     mismatches = 0
@@ -248,7 +215,7 @@ def _measure_all(
                desc=f"{c.name}{' (estimate)' if estimate else ''}", leave=False)
     try:
         for n, path in enumerate(bar):
-            img = _load_image(path)
+            img = load_image(path)
             ref = prepare_image(img)[0]
             if n == 0:
                 _warm_up(c, ref, run_q[0], estimate)

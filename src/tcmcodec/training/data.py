@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from tcmcodec.codec.files import list_images
+from tcmcodec.codec.image import prepare_image
 
 __all__ = ["CropDataset", "StepSampler", "rng_for", "load_rgb"]
 
@@ -34,8 +34,8 @@ def _random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.nda
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    """(H, W, 3) uint8 RGB pixels of an image file, as the codec normalises them (EXIF applied)."""
+    return prepare_image(path)[0]
 
 
 class CropDataset(torch.utils.data.Dataset):

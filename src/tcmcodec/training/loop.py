@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 from tcmcodec._fileio import write_atomic
-from tcmcodec.training.data import CropDataset, StepSampler, load_rgb, rng_for
+from tcmcodec.training.data import CropDataset, StepSampler, rng_for
 from tcmcodec.codec.files import list_images
 from tcmcodec.models import TCM, TCMConfig, quality_to_lambda
 from tcmcodec.zoo import export_weights, fit_quantiles, get_preset  # noqa: F401 - re-exported
@@ -226,21 +226,19 @@ def validate(model: TCM, cfg: TrainConfig) -> list[dict[str, float]]:
         One row per quality: ``{"quality", "bpp", "psnr"}`` averaged over the images.
     """
     from tcmcodec.codec import Codec
-    from tcmcodec.evaluation.metrics import psnr as psnr_of
+    from tcmcodec.codec.image import load_image
+    from tcmcodec.evaluation.measure import TcmCoder, measure
 
     files = list_images([cfg.val_dir], recursive=True)[: cfg.val_images]
     qualities = cfg.val_qualities if model.continuous_rate else [None]
     model.eval()
-    codec = Codec(model)
+    coder = TcmCoder(Codec(model), check_exact=False)
+    images = [load_image(f) for f in files]
     rows = []
     for q in qualities:
-        bpp = psnr = 0.0
-        for f in files:
-            rgb = load_rgb(f)
-            data = codec.compress(rgb, quality=q)
-            bpp += 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
-            psnr += psnr_of(rgb, codec.decompress(data))
-        rows.append({"quality": q or 0.0, "bpp": bpp / len(files), "psnr": psnr / len(files)})
+        ms = [measure(coder, image, q, ms_ssim=False) for image in images]
+        rows.append({"quality": q or 0.0, "bpp": sum(m.bpp for m in ms) / len(ms),
+                     "psnr": sum(m.psnr for m in ms) / len(ms)})
     model.train()
     return rows
 
