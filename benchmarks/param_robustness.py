@@ -36,20 +36,23 @@ from tcmcodec.models.params import PARAM_MODULES
 
 
 def _perturbed(model, dtype: torch.dtype, eps: float, seed: int):
-    """A copy of ``model`` in ``dtype`` with relative noise ``eps`` on every parameter-path weight.
+    """A copy of ``model`` whose parameter-path modules are in ``dtype`` with relative noise ``eps`` on
+    every weight; the rest (entropy bottleneck, transforms) stays float32 as in the codec.
 
-    A float64 model is its own float64 parameter path, so ``decompress(param_dtype=float64)`` uses
-    exactly the perturbed weights (its synthesis also runs in float64, which changes pixels only by
-    float noise).
+    ``decompress(param_dtype=float64)`` then builds its float64 copy from the perturbed modules.
+    (Converting the entropy bottleneck too would be wrong: ``z_hat = symbols + medians`` is rounded
+    to float32 in the codec, and a float64 sum differs from it by ~1e-7, on every machine alike.)
     """
     net = TCM(model.config)
     net.load_state_dict(model.state_dict())
-    net = net.eval().to(dtype)
+    net.eval()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name in PARAM_MODULES:
-            for p in getattr(net, name).parameters() if hasattr(net, name) else ():
-                p.mul_(1 + eps * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+            if hasattr(net, name):
+                module = getattr(net, name).to(dtype)
+                for p in module.parameters():
+                    p.mul_(1 + eps * torch.randn(p.shape, generator=gen, dtype=p.dtype))
     return net
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -14,7 +13,8 @@ from PIL import Image
 
 from tcmcodec.codec import container as bitstream
 from tcmcodec.evaluation import results
-from tcmcodec.evaluation.evaluate import add_arguments, evaluate, parse_qualities, run
+from tcmcodec.cli import main as tcm_main
+from tcmcodec.evaluation.evaluate import evaluate, parse_qualities
 
 ROOT = Path(__file__).resolve().parents[1]
 # MS-SSIM needs both sides >= 161: the smallest crops that it can measure, padded to 192x192.
@@ -136,12 +136,9 @@ def test_missing_folder_and_empty_folder_are_value_errors(tmp_path, tcm_xs):
 
 
 def test_run_writes_a_results_file(dataset, tcm_xs_checkpoint, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
     out = tmp_path / "res" / "tcm.json"
-    args = parser.parse_args([str(dataset), "--checkpoint", str(tcm_xs_checkpoint), "--quality", "4",
-                              "-o", str(out), "-q"])
-    assert run(args) == 0
+    assert tcm_main(["eval", str(dataset), "--checkpoint", str(tcm_xs_checkpoint), "--quality", "4",
+                     "-o", str(out), "-q"]) == 0
     data = results.read_results(out, strict=True)
     assert data["name"] == "tcm-xs" and data["mismatches"] == 0
     assert "per_image" not in data

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .options import write_atomic
+from .options import add_model_args, model_arg, write_atomic
 from .registry import CLIError, UsageError, command
 
 __all__ = ["cmd_demo", "jpeg_for_psnr"]
@@ -49,10 +49,8 @@ def jpeg_for_psnr(img: Any, target: float) -> tuple[int, bytes, float] | None:
 
 def _configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="DIR", help="where to write the outputs (default: a new temp dir)")
-    p.add_argument("--model", default="tcm-xs", metavar="NAME", help="model preset (default: tcm-xs)")
-    p.add_argument("--checkpoint", metavar="PATH", help="use these weights instead of the shipped ones")
+    add_model_args(p, "tcm-xs")
     p.add_argument("--quality", type=float, metavar="Q", help="quality (default: the model's)")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
 
 @command("demo", "compress a sample photo and compare with JPEG", _configure_demo)
@@ -66,14 +64,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from tcmcodec import codec, zoo
     from tcmcodec.evaluation.measure import TcmCoder, measure
 
-    try:
-        preset = zoo.get_preset(args.model)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if args.checkpoint is None and preset.weights_path() is None:
+    model = model_arg(args, "tcm-xs")
+    if args.checkpoint is None and zoo.get_preset(model).weights_path() is None:
         raise CLIError(
-            f"the {args.model} weights are not installed (tcmcodec/zoo/weights/{preset.weights or '-'} is missing); "
-            "pass --checkpoint PATH to run the demo with other weights"
+            f"the {model} weights are not installed (tcmcodec/zoo/weights/{zoo.get_preset(model).weights or '-'} "
+            "is missing); pass --checkpoint PATH to run the demo with other weights"
         )
     out_dir = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="tcm-demo-"))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +79,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         img = im.convert("RGB")
 
     t0 = time.perf_counter()
-    c = codec.Codec(args.model, args.checkpoint, args.device)
+    c = codec.Codec(model, args.checkpoint, args.device)
     t_load = time.perf_counter() - t0
     try:
         codec.check_quality(c.model, args.quality)

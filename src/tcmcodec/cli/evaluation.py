@@ -13,22 +13,47 @@ import json
 import tempfile
 from pathlib import Path
 
-from .options import write_atomic
+from .options import add_model_args, model_arg, write_atomic
 from .registry import CLIError, UsageError, command
 
 
 def _configure_eval(p: argparse.ArgumentParser) -> None:
-    from tcmcodec.evaluation import evaluate  # numpy: only when the parser is built, not at import
-
-    evaluate.add_arguments(p)
+    p.add_argument("dataset", metavar="DATASET_DIR", help="folder of images (e.g. ../shared/data/kodak)")
+    add_model_args(p, "tcm-xs")
+    p.add_argument("--quality", metavar="SPEC",
+                   help="qualities of a continuous-rate model: 1,2,3 or 1-8 or 1:8:0.5 (default: every level); "
+                        "not for fixed-rate models")
+    p.add_argument("--per-image", action="store_true", help="also write one row per image and quality")
+    p.add_argument("-o", "--output", metavar="RESULTS.json", help="write the results JSON here (default: print it)")
+    p.add_argument("--estimate", action="store_true",
+                   help="rate from the model's likelihoods instead of real coding (labelled 'estimated')")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 @command("eval", "evaluate a model on an image folder with real .tcm files (CompressAI JSON)", _configure_eval)
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Compress, decode and measure every image at every quality; see tcmcodec.evaluation.evaluate."""
-    from tcmcodec.evaluation import evaluate
+    """Compress, decode and measure every image at every quality (tcmcodec.evaluation.evaluate).
+    Exit status 1 if any decoded image differed from the encoder's reconstruction."""
+    from tcmcodec.evaluation import results
+    from tcmcodec.evaluation.evaluate import evaluate
 
-    return evaluate.run(args)
+    data = evaluate(args.dataset, model_arg(args, "tcm-xs"), args.checkpoint, args.quality, args.device,
+                    per_image=args.per_image, estimate=args.estimate, progress=not args.quiet)
+    if args.output:
+        path = results.write_results(args.output, data)
+        res = data["results"]
+        for q, bpp, p, t_e, t_d in zip(data["settings"]["values"], res["bpp"], res["psnr-rgb"],
+                                       res["encoding_time"], res["decoding_time"]):
+            label = "fixed" if q is None else f"q{q:g}"
+            print(f"{data['name']} {label}: {bpp:.4f} bpp, {p:.2f} dB PSNR, encode {t_e:.2f} s, decode {t_d:.2f} s")
+        print(path)
+    else:
+        results.validate(data, strict=True)
+        print(json.dumps(results.clean(data), indent=2, allow_nan=False))
+    if data.get("mismatches"):
+        raise CLIError(f"{data['mismatches']} decoded image(s) differ from the encoder's reconstruction")
+    return 0
+
 
 __all__ = ["cmd_eval", "cmd_anchors", "cmd_bdrate", "cmd_plot"]
 

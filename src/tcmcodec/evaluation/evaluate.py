@@ -32,8 +32,6 @@ also ``per_image`` rows (``image``, ``point``, ``param`` = quality, ``width``, `
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import platform
@@ -50,7 +48,7 @@ from tcmcodec.codec.files import IMAGE_SUFFIXES, list_images
 if TYPE_CHECKING:  # torch is imported when a model is needed
     from tcmcodec.models import TCM
 
-__all__ = ["evaluate", "parse_qualities", "list_images", "add_arguments", "run", "IMAGE_SUFFIXES"]
+__all__ = ["evaluate", "parse_qualities", "list_images", "IMAGE_SUFFIXES"]
 
 #: Image files picked up in the dataset folder.
 
@@ -353,50 +351,3 @@ def evaluate(
     )
     data["mismatches"] = None if estimate else mismatches
     return data
-
-
-# --------------------------------------------------------------------------------------- CLI
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of ``tcm eval``."""
-    p.add_argument("dataset", metavar="DATASET_DIR", help="folder of images (e.g. ../shared/data/kodak)")
-    p.add_argument("--model", metavar="NAME",
-                   help="model preset, see 'tcm models' (default: tcm-xs, or what --checkpoint holds)")
-    p.add_argument("--checkpoint", metavar="PATH",
-                   help="weights file (.safetensors, tcm train .pt, official .pth.tar)")
-    p.add_argument("--quality", metavar="SPEC",
-                   help="qualities of a continuous-rate model: 1,2,3 or 1-8 or 1:8:0.5 (default: every level); "
-                        "not for fixed-rate models")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    p.add_argument("--per-image", action="store_true", help="also write one row per image and quality")
-    p.add_argument("-o", "--output", metavar="RESULTS.json", help="write the results JSON here (default: print it)")
-    p.add_argument("--estimate", action="store_true",
-                   help="rate from the model's likelihoods instead of real coding (labelled 'estimated')")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``tcm eval``: 0 on success, 1 if any decoded image differed from the encoder's reconstruction."""
-    from tcmcodec.evaluation import results
-
-    model = args.model if args.model is not None else (None if args.checkpoint is not None else "tcm-xs")
-    data = evaluate(args.dataset, model, args.checkpoint, args.quality, args.device,
-                    per_image=args.per_image, estimate=args.estimate, progress=not getattr(args, "quiet", False))
-    if args.output:
-        path = results.write_results(args.output, data)
-        res = data["results"]
-        for q, bpp, p, t_e, t_d in zip(data["settings"]["values"], res["bpp"], res["psnr-rgb"],
-                                       res["encoding_time"], res["decoding_time"]):
-            label = "fixed" if q is None else f"q{q:g}"
-            print(f"{data['name']} {label}: {bpp:.4f} bpp, {p:.2f} dB PSNR, encode {t_e:.2f} s, decode {t_d:.2f} s")
-        print(path)
-    else:
-        results.validate(data, strict=True)
-        print(json.dumps(results.clean(data), indent=2, allow_nan=False))
-    mismatches = data.get("mismatches")
-    if mismatches:
-        print(f"tcm eval: error: {mismatches} decoded image(s) differ from the encoder's reconstruction",
-              file=sys.stderr)
-        return 1
-    return 0
