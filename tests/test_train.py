@@ -16,7 +16,10 @@ import torch
 import torch.multiprocessing as mp
 
 from tcmcodec import zoo
-from tcmcodec.training.loop import TrainConfig, export_weights, lr_factor, train
+from tcmcodec.training.config import TrainConfig
+from tcmcodec.training.loop import train
+from tcmcodec.training.loss import lr_factor
+from tcmcodec.zoo import export_weights
 
 # A tiny continuous-rate TCM (same code paths as tcm-xs, ~0.1 M parameters) on 64x64 crops.
 TINY = dict(
@@ -114,7 +117,7 @@ def test_exported_weights_are_fp16_and_load_through_the_zoo(tmp_path, train_dir)
 
 
 def test_fitting_quantiles_lowers_the_aux_loss_and_touches_nothing_else(tmp_path, train_dir):
-    from tcmcodec.training.loop import fit_quantiles
+    from tcmcodec.zoo import fit_quantiles
 
     model = train(tiny_config(tmp_path, train_dir, steps=1))
     before = params(model)
@@ -167,7 +170,7 @@ def test_ddp_ranks_hold_identical_parameters_after_a_step(tmp_path, train_dir):
     assert_same(a, b)
     # ... and the step really moved them away from the (shared) initialization.
     torch.manual_seed(cfg.seed)
-    from tcmcodec.training.loop import build_model
+    from tcmcodec.training.checkpoint import build_model
 
     init = params(build_model(cfg))
     assert any(not torch.equal(init[k], a[k]) for k in a)

@@ -1,4 +1,4 @@
-"""Train a TCM model: one readable file (config dataclass + argparse, data, loss, loop, checkpoints).
+"""The training loop of ``tcm train`` (nanoGPT-style: plain, readable, DDP via ``torchrun``).
 
 Single process:   tcm train --model tcm-xs --steps 100000 --out runs/xs
 Multi-GPU (DDP):  torchrun --nproc_per_node 8 -m tcmcodec.training --model tcm-l --quality-lambda 0.013 ...
@@ -6,13 +6,15 @@ Multi-GPU (DDP):  torchrun --nproc_per_node 8 -m tcmcodec.training --model tcm-l
 Only rank 0 logs and writes files. Every random draw (crops, flips, qualities) is a function of
 (seed, rank, step), and checkpoints hold model, both optimizers, scheduler, step and RNG states,
 so ``--resume`` continues exactly where the run stopped. SIGTERM / SIGINT save a checkpoint first.
+The pieces: :mod:`~tcmcodec.training.config` (flags), :mod:`~tcmcodec.training.loss`,
+:mod:`~tcmcodec.training.checkpoint`, :mod:`~tcmcodec.training.data`; this module sets a run up
+(:func:`setup`), takes steps (:func:`train_step`) and runs the loop (:func:`train`).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import io
 import dataclasses
 import json
 import math
@@ -20,197 +22,22 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from tcmcodec._fileio import write_atomic
-from tcmcodec.training.data import CropDataset, StepSampler, rng_for
 from tcmcodec.codec.files import list_images
-from tcmcodec.models import TCM, TCMConfig, quality_to_lambda
-from tcmcodec.zoo import export_weights, fit_quantiles, get_preset  # noqa: F401 - re-exported
+from tcmcodec.models import TCM, quality_to_lambda
 
+from .checkpoint import build_model, gather_rng_states, load_checkpoint_state, save_checkpoint, set_rng_state
+from .config import TrainConfig, add_arguments, config_from_args
+from .data import CropDataset, StepSampler, rng_for
+from .loss import lr_factor, rate_distortion_loss
 
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs; every field is a command-line flag (``--crop-size`` for ``crop_size``)."""
-
-    # model
-    model: str = "tcm-xs"  # preset name
-    model_config: str = ""  # JSON overrides of the preset's TCMConfig fields (e.g. tiny test models)
-    init_from: str = ""  # start from these weights (safetensors / checkpoint); not a resume
-    # data
-    data: list[str] = field(default_factory=lambda: ["../shared/data/train"])  # folders or packed .npy crops
-    crop_size: int = 256  # side of the square training crops (multiple of 64)
-    cache_crops: int = 0  # >0: pre-extract this many crops per image into memory (small machines)
-    workers: int = 2  # DataLoader worker processes
-    # objective
-    loss: str = "mse"  # "mse": lambda*255^2*MSE + bpp; "ms-ssim": lambda*(1 - MS-SSIM) + bpp
-    quality_lambda: float = 0.0  # fixed-rate models: the lambda (paper: 0.0025, 0.0035, 0.0067, 0.013, 0.025, 0.05)
-    quality_min: float = 1.0  # continuous-rate models: qualities sampled uniformly in [min, max] per batch
-    quality_max: float = 8.0  # upper end of the sampled qualities
-    # optimization
-    steps: int = 100_000  # optimizer steps in total
-    batch_size: int = 8  # crops per step and process
-    lr: float = 1e-4  # Adam learning rate of the main loss
-    aux_lr: float = 1e-3  # Adam learning rate of the auxiliary (quantile) loss
-    schedule: str = "multistep"  # "multistep" (paper: x0.1 at 90% of the steps) or "cosine"
-    warmup_steps: int = 0  # linear learning-rate warm-up
-    clip_grad: float = 1.0  # gradient-norm clipping of the main loss (0: off)
-    # hardware
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    threads: int = 0  # CPU threads (0: torch's default)
-    bf16: bool = True  # bf16 autocast on CUDA
-    channels_last: bool = True  # on CUDA
-    compile: bool = False  # torch.compile the model
-    # bookkeeping
-    out: str = "runs/tcm"  # output folder: last.pt, log.csv, val.csv, tb/
-    resume: bool = False  # continue from OUT/last.pt
-    save_every: int = 1000  # checkpoint every K steps (and on SIGTERM / SIGINT)
-    log_every: int = 50  # log averages every K steps
-    val_every: int = 5000  # 0 disables validation
-    val_dir: str = "../shared/data/kodak"  # validation images (real bitstreams)
-    val_images: int = 24  # how many of them
-    val_qualities: list[float] = field(default_factory=lambda: [1.0, 4.0, 8.0])  # continuous-rate models
-    tensorboard: bool = True  # also log to OUT/tb (if tensorboard is installed)
-    seed: int = 1234  # every random draw derives from (seed, rank, step)
-    max_minutes: float = 0.0  # stop (and save) after this wall time; 0: no limit
-    stop_at: int = 0  # stop (and save) at this step, as if killed there; 0: run to --steps
-
-    def __post_init__(self) -> None:
-        choices = {"loss": ("mse", "ms-ssim"), "schedule": ("multistep", "cosine")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.crop_size < 64 or self.crop_size % 64:
-            raise ValueError(f"crop_size must be a positive multiple of 64, got {self.crop_size}")
-        positive = ("steps", "batch_size", "save_every", "log_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.aux_lr <= 0:
-            raise ValueError("learning rates must be positive")
-        if not 1.0 <= self.quality_min <= self.quality_max:
-            raise ValueError(f"need 1 <= quality_min <= quality_max, got {self.quality_min}, {self.quality_max}")
-        if not self.data:
-            raise ValueError("no training data given")
-
-
-# ----------------------------------------------------------------------------- objective
-def rate_distortion_loss(out: dict[str, Any], x: torch.Tensor, lmbda: torch.Tensor, kind: str) -> dict[str, torch.Tensor]:
-    """Per-batch loss terms.
-
-    Args:
-        out: the model's forward output.
-        x: the target images (B, 3, H, W) in [0, 1].
-        lmbda: the trade-off per image (B,).
-        kind: "mse" or "ms-ssim".
-
-    Returns:
-        ``loss``, ``bpp``, ``mse`` (and ``ms_ssim``) as scalars averaged over the batch.
-    """
-    b, _, h, w = x.shape
-    bits = sum(-torch.log2(lik.float()).flatten(1).sum(1) for lik in out["likelihoods"].values())  # (B,)
-    bpp = bits / (h * w)
-    x_hat = out["x_hat"].float()
-    mse = (x_hat - x).pow(2).flatten(1).mean(1)  # (B,)
-    terms = {"bpp": bpp.mean(), "mse": mse.mean()}
-    if kind == "mse":
-        distortion = 255.0**2 * mse
-    elif kind == "ms-ssim":
-        from pytorch_msssim import ms_ssim
-
-        msssim = ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0, size_average=False)  # (B,)
-        terms["ms_ssim"] = msssim.mean()
-        distortion = 1 - msssim
-    else:
-        raise ValueError(f"unknown loss {kind!r}")
-    terms["loss"] = (lmbda * distortion + bpp).mean()
-    return terms
-
-
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Multiplier of the base learning rate at a step (warm-up, then multistep or cosine)."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "cosine":
-        t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
-    return 0.1 if step >= int(0.9 * cfg.steps) else 1.0
-
-
-# ----------------------------------------------------------------------------- checkpoints
-def build_model(cfg: TrainConfig) -> TCM:
-    """The model a run trains: the preset's architecture with ``cfg.model_config`` overrides."""
-    config = get_preset(cfg.model).config
-    if cfg.model_config:
-        config = TCMConfig.from_dict({**config.to_dict(), **json.loads(cfg.model_config)})
-    return TCM(config)
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def gather_rng_states(device: torch.device, ddp: bool) -> list[dict[str, Any]]:
-    """Every rank's RNG state (a list indexed by rank); a collective call under DDP."""
-    mine = _rng_state(device)
-    if not ddp:
-        return [mine]
-    states: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(states, mine)
-    return states
-
-
-def save_checkpoint(
-    path: Path,
-    model: TCM,
-    opt: torch.optim.Optimizer,
-    aux_opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
-    step: int,
-    cfg: TrainConfig,
-    rng_states: list[dict[str, Any]],
-) -> None:
-    """Write a checkpoint atomically; it rebuilds the model alone (``zoo.load_checkpoint``).
-
-    Args:
-        path: the file to write.
-        model: the (unwrapped) model.
-        opt: the main optimizer.
-        aux_opt: the optimizer of the auxiliary (quantile) loss.
-        sched: the learning-rate scheduler.
-        step: optimizer steps done.
-        cfg: the run's configuration.
-        rng_states: RNG state of every rank (``gather_rng_states``), restored per rank on resume.
-    """
-    state = {
-        "model": model.state_dict(),
-        "model_config": model.config.to_dict(),
-        "preset": cfg.model,
-        "optimizer": opt.state_dict(),
-        "aux_optimizer": aux_opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "step": step,
-        "rng": rng_states,
-        "train_config": dataclasses.asdict(cfg),
-    }
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    write_atomic(path, buf.getvalue())
+__all__ = ["Run", "setup", "train_step", "train", "validate", "main"]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -243,7 +70,7 @@ def validate(model: TCM, cfg: TrainConfig) -> list[dict[str, float]]:
     return rows
 
 
-# ----------------------------------------------------------------------------- main loop
+# ----------------------------------------------------------------------------- set-up
 def _setup_distributed(cfg: TrainConfig) -> tuple[bool, int, int, torch.device]:
     """(ddp, rank, world, device); under ``torchrun`` this joins the process group."""
     ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ
@@ -259,6 +86,157 @@ def _setup_distributed(cfg: TrainConfig) -> tuple[bool, int, int, torch.device]:
     return ddp, rank, world, torch.device(cfg.device)
 
 
+@dataclass
+class Run:
+    """A set-up training run: what every step needs.
+
+    Args:
+        cfg: the configuration.
+        ddp: whether this is one process of a DDP group.
+        rank: this process's rank (0 without DDP).
+        world: number of processes.
+        device: the training device.
+        model: the model (unwrapped).
+        net: what the forward pass calls (``model`` wrapped by DDP and/or ``torch.compile``).
+        opt: the main optimizer (all parameters but the quantiles).
+        aux_opt: the optimizer of the auxiliary (quantile) loss.
+        sched: the learning-rate schedule of ``opt``.
+        step: optimizer steps done so far.
+        rng_state: this rank's RNG state to restore once the data loader drew its seed (resume), or None.
+    """
+
+    cfg: TrainConfig
+    ddp: bool
+    rank: int
+    world: int
+    device: torch.device
+    model: TCM
+    net: Any
+    opt: torch.optim.Optimizer
+    aux_opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    step: int = 0
+    rng_state: dict[str, Any] | None = None
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def last(self) -> Path:
+        return Path(self.cfg.out) / "last.pt"
+
+
+def setup(cfg: TrainConfig) -> Run:
+    """Join the DDP group (under ``torchrun``), build the model and optimizers, resume from ``OUT/last.pt``."""
+    if cfg.val_every and not Path(cfg.val_dir).is_dir():
+        raise ValueError(f"validation folder not found: {cfg.val_dir} (or pass --val-every 0)")
+    ddp, rank, world, device = _setup_distributed(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + rank)
+    last = Path(cfg.out) / "last.pt"
+    if rank == 0:
+        last.parent.mkdir(parents=True, exist_ok=True)
+    resuming = cfg.resume and last.is_file()
+    model = build_model(cfg)
+    if cfg.init_from and not resuming:
+        from tcmcodec.zoo import load_checkpoint
+
+        model.load_state_dict(load_checkpoint(cfg.init_from).state_dict())
+    if not model.continuous_rate and cfg.quality_lambda <= 0:
+        raise ValueError("fixed-rate models need --quality-lambda (e.g. 0.013)")
+    model.to(device)
+    cuda = device.type == "cuda"
+    if cuda and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    aux_names = [n for n, _ in model.named_parameters() if n.endswith("quantiles")]
+    opt = torch.optim.Adam([p for n, p in model.named_parameters() if n not in aux_names], lr=cfg.lr)
+    aux_opt = torch.optim.Adam([p for n, p in model.named_parameters() if n in aux_names], lr=cfg.aux_lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    run = Run(cfg, ddp, rank, world, device, model, model, opt, aux_opt, sched)
+    if resuming:
+        run.step, run.rng_state = load_checkpoint_state(last, model, opt, aux_opt, sched, rank, world)
+        if run.master:
+            print(f"resumed from {last} at step {run.step}", flush=True)
+    if ddp:
+        # The factorized prior's quantiles are trained by the auxiliary loss outside DDP's forward:
+        # DDP ignores them and their gradients are averaged by hand in train_step.
+        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, aux_names)
+        run.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+    if cfg.compile:
+        run.net = torch.compile(run.net)
+    return run
+
+
+def _loader(run: Run) -> torch.utils.data.DataLoader:
+    cfg = run.cfg
+    return torch.utils.data.DataLoader(
+        CropDataset(cfg.data, cfg.crop_size, cfg.seed, cfg.cache_crops),
+        batch_size=cfg.batch_size,
+        sampler=StepSampler(cfg.batch_size, run.rank, run.world, run.step),
+        num_workers=cfg.workers,
+        pin_memory=run.device.type == "cuda",
+        persistent_workers=cfg.workers > 0,
+    )
+
+
+# ----------------------------------------------------------------------------- one step
+def _qualities(run: Run, batch: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(qualities (B,) or None for fixed-rate models, lambdas (B,)) of this step's batch."""
+    cfg, device = run.cfg, run.device
+    if not run.model.continuous_rate:
+        return None, torch.full((batch,), cfg.quality_lambda, device=device)
+    qs = rng_for(cfg.seed, 13, run.step, run.rank).uniform(cfg.quality_min, cfg.quality_max, batch)
+    lmbda = torch.tensor([quality_to_lambda(float(v), cfg.loss) for v in qs], device=device)
+    return torch.from_numpy(qs).float().to(device), lmbda
+
+
+def train_step(run: Run, batch: torch.Tensor) -> dict[str, float]:
+    """One optimizer step of the main loss and one of the auxiliary loss on a uint8 batch (B, 3, H, W).
+
+    Returns:
+        The loss terms (``loss``, ``bpp``, ``mse``, ... and ``aux``) as floats.
+    """
+    cfg, device, cuda = run.cfg, run.device, run.device.type == "cuda"
+    x = batch.to(device, non_blocking=True).float().div_(255)
+    if cuda and cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    q, lmbda = _qualities(run, x.shape[0])
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.bf16):
+        out = run.net(x, q) if q is not None else run.net(x)
+    terms = rate_distortion_loss(out, x, lmbda, cfg.loss)
+    run.opt.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    if cfg.clip_grad > 0:
+        torch.nn.utils.clip_grad_norm_(run.opt.param_groups[0]["params"], cfg.clip_grad)
+    run.opt.step()
+    run.sched.step()
+    aux = run.model.aux_loss()
+    run.aux_opt.zero_grad(set_to_none=True)
+    aux.backward()
+    if run.ddp:
+        for p in run.aux_opt.param_groups[0]["params"]:
+            dist.all_reduce(p.grad)
+            p.grad /= run.world
+    run.aux_opt.step()
+    run.step += 1
+    return {**{k: v.item() for k, v in terms.items()}, "aux": aux.item()}
+
+
+def _stopping(run: Run, requested: bool, start_time: float) -> bool:
+    """Stop now? (signal, ``--stop-at``, ``--max-minutes``); the same answer on every DDP rank."""
+    cfg = run.cfg
+    stop = requested or run.step == cfg.stop_at or bool(
+        cfg.max_minutes and time.time() - start_time > 60 * cfg.max_minutes)
+    if run.ddp:  # every rank must stop at the same step, or the others hang in all-reduce
+        flag = torch.tensor([int(stop)], device=run.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        stop = bool(flag.item())
+    return stop
+
+
+# ----------------------------------------------------------------------------- the loop
 class _Logger:
     """Rank 0's CSV / TensorBoard / progress-bar output."""
 
@@ -319,134 +297,41 @@ def train(cfg: TrainConfig) -> TCM:
     Returns:
         The trained model (unwrapped from DDP / compile), on its training device.
     """
-    if cfg.val_every and not Path(cfg.val_dir).is_dir():
-        raise ValueError(f"validation folder not found: {cfg.val_dir} (or pass --val-every 0)")
-    ddp, rank, world, device = _setup_distributed(cfg)
-    master, cuda = rank == 0, device.type == "cuda"
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed + rank)
-    out_dir = Path(cfg.out)
-    last = out_dir / "last.pt"
-    if master:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    resuming = cfg.resume and last.is_file()
-
-    model = build_model(cfg)
-    if cfg.init_from and not resuming:
-        from tcmcodec.zoo import load_checkpoint
-
-        model.load_state_dict(load_checkpoint(cfg.init_from).state_dict())
-    if not model.continuous_rate and cfg.quality_lambda <= 0:
-        raise ValueError("fixed-rate models need --quality-lambda (e.g. 0.013)")
-    model.to(device)
-    if cuda and cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    aux_names = [n for n, _ in model.named_parameters() if n.endswith("quantiles")]
-    aux_params = [p for n, p in model.named_parameters() if n in aux_names]
-    main_params = [p for n, p in model.named_parameters() if n not in aux_names]
-    opt = torch.optim.Adam(main_params, lr=cfg.lr)
-    aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    step, rng_state = 0, None
-    if resuming:
-        ckpt = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        aux_opt.load_state_dict(ckpt["aux_optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        step = ckpt["step"]
-        rng_states = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]  # single-process format
-        if len(rng_states) != world:
-            raise ValueError(f"checkpoint was written by {len(rng_states)} processes, this run has {world}")
-        rng_state = rng_states[rank]
-        if master:
-            print(f"resumed from {last} at step {step}", flush=True)
-    net = model
-    if ddp:
-        # The factorized prior's quantiles are trained by the auxiliary loss outside DDP's forward:
-        # DDP ignores them and their gradients are averaged by hand below.
-        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, aux_names)
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if cuda else None)
-    if cfg.compile:
-        net = torch.compile(net)
-
-    dataset = CropDataset(cfg.data, cfg.crop_size, cfg.seed, cfg.cache_crops)
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        sampler=StepSampler(cfg.batch_size, rank, world, step),
-        num_workers=cfg.workers,
-        pin_memory=cuda,
-        persistent_workers=cfg.workers > 0,
-    )
+    run = setup(cfg)
+    loader = _loader(run)
     stop_requested = {"flag": False}  # set by SIGTERM / SIGINT
 
     def request_stop(signum, frame):  # noqa: ARG001
         stop_requested["flag"] = True
 
     old_handlers = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    logger = _Logger(cfg, out_dir, step) if master else None
+    logger = _Logger(cfg, Path(cfg.out), run.step) if run.master else None
     try:
         start_time = time.time()
         meter: dict[str, float] = {}
-        model.train()
+        run.model.train()
         it = iter(loader)  # draws a base seed from torch's RNG: restore the RNG state after it
-        if rng_state is not None:
-            _set_rng_state(rng_state, device)
-        while step < cfg.steps:
-            x = next(it).to(device, non_blocking=True).float().div_(255)
-            if cuda and cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            if model.continuous_rate:
-                qs = rng_for(cfg.seed, 13, step, rank).uniform(cfg.quality_min, cfg.quality_max, x.shape[0])
-                lmbda = torch.tensor([quality_to_lambda(float(v), cfg.loss) for v in qs], device=device)
-                q = torch.from_numpy(qs).float().to(device)
-            else:
-                q, lmbda = None, torch.full((x.shape[0],), cfg.quality_lambda, device=device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.bf16):
-                out = net(x, q) if q is not None else net(x)
-            terms = rate_distortion_loss(out, x, lmbda, cfg.loss)
-            opt.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            if cfg.clip_grad > 0:
-                torch.nn.utils.clip_grad_norm_(main_params, cfg.clip_grad)
-            opt.step()
-            sched.step()
-            aux = model.aux_loss()
-            aux_opt.zero_grad(set_to_none=True)
-            aux.backward()
-            if ddp:
-                for p in aux_params:
-                    dist.all_reduce(p.grad)
-                    p.grad /= world
-            aux_opt.step()
-            step += 1
-            for k, v in terms.items():
-                meter[k] = meter.get(k, 0.0) + v.item()
-            meter["aux"] = meter.get("aux", 0.0) + aux.item()
+        if run.rng_state is not None:
+            set_rng_state(run.rng_state, run.device)
+        while run.step < cfg.steps:
+            for k, v in train_step(run, next(it)).items():
+                meter[k] = meter.get(k, 0.0) + v
             meter["n"] = meter.get("n", 0) + 1
-            stopping = (
-                stop_requested["flag"]
-                or step == cfg.stop_at
-                or bool(cfg.max_minutes and time.time() - start_time > 60 * cfg.max_minutes)
-            )
-            if ddp:  # every rank must stop at the same step, or the others hang in all-reduce
-                flag = torch.tensor([int(stopping)], device=device)
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                stopping = bool(flag.item())
+            stopping = _stopping(run, stop_requested["flag"], start_time)
+            step = run.step
             save = step % cfg.save_every == 0 or step == cfg.steps or stopping
-            rng_states = gather_rng_states(device, ddp) if save else None  # collective: every rank
-            if master:
+            rng_states = gather_rng_states(run.device, run.ddp) if save else None  # collective: every rank
+            if logger is not None:
                 logger.bar.update(1)
                 if step % cfg.log_every == 0 or step == cfg.steps or stopping:
                     n = meter.pop("n")
-                    logger.train(step, {k: v / n for k, v in meter.items()}, sched.get_last_lr()[0], time.time() - start_time)
+                    logger.train(step, {k: v / n for k, v in meter.items()}, run.sched.get_last_lr()[0],
+                                 time.time() - start_time)
                     meter = {}
                 if save:
-                    save_checkpoint(last, model, opt, aux_opt, sched, step, cfg, rng_states)
+                    save_checkpoint(run.last, run.model, run.opt, run.aux_opt, run.sched, step, cfg, rng_states)
                 if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
-                    logger.val(step, validate(model, cfg))
+                    logger.val(step, validate(run.model, cfg))
             if stopping:
                 break
     finally:
@@ -454,45 +339,12 @@ def train(cfg: TrainConfig) -> TCM:
             logger.close()
         for s, h in old_handlers.items():
             signal.signal(s, h)
-        if ddp:
+        if run.ddp:
             dist.destroy_process_group()
-    return model
+    return run.model
 
 
 # ----------------------------------------------------------------------------- command line
-def _field_comments() -> dict[str, str]:
-    """The ``# comment`` after each ``TrainConfig`` field, used as its ``--help`` text."""
-    import inspect
-    import re
-
-    comments = {}
-    for line in inspect.getsource(TrainConfig).splitlines():
-        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
-        if m:
-            comments[m.group(1)] = m.group(2).replace("%", "%%")
-    return comments
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per ``TrainConfig`` field (``--crop-size`` for ``crop_size``), help from its comment."""
-    comments = _field_comments()
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = f"{comments.get(f.name, '')} (default: {default})".strip()
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=comments.get(f.name))
-        elif isinstance(default, list):
-            kind = type(default[0]) if default else str
-            parser.add_argument(flag, nargs="+", type=kind, default=default, help=help_text)
-        else:
-            parser.add_argument(flag, type=type(default), default=default, help=help_text)
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-
-
 def main(argv: list[str] | None = None) -> int:
     class OneLineParser(argparse.ArgumentParser):
         def error(self, message: str):  # one line, like the rest of the CLI
@@ -507,7 +359,3 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     train(cfg)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
