@@ -36,22 +36,27 @@ or a ``TCM`` instance. Module-level functions keep a few loaded models in a smal
 
 from __future__ import annotations
 
-import math
 import os
-import threading
-import weakref
-from collections import OrderedDict
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from tcmcodec.codec import container as bitstream
+from tcmcodec.codec.models import (
+    CUSTOM_MODEL_NAME,
+    ModelArg,
+    check_quality,
+    clear_model_cache,
+    model_levels,
+    model_device,
+    model_name,
+    resolve,
+    weights_id,
+)
 from tcmcodec.errors import FormatError
 from tcmcodec.codec.image import ImageInput, decode_alpha, encode_alpha, finish_image, pad_image, prepare_image, to_uint8_hwc
 
 if TYPE_CHECKING:  # torch is imported when a model is needed
-    import torch
 
     from tcmcodec.models import TCM
 
@@ -67,152 +72,14 @@ __all__ = [
     "CHECK_STREAM",
 ]
 
-#: Header model name of a model that is not a registered preset.
-CUSTOM_MODEL_NAME = "custom"
 #: Name of the stream that carries the alpha plane (a grayscale PNG) of RGBA / LA images.
 ALPHA_STREAM = "alpha"
 #: Name of the stream with the per-slice check values of the entropy parameters (format version 2).
 CHECK_STREAM = "check"
-#: Models kept loaded by the module-level functions.
-MODEL_CACHE_SIZE = 3
 
-ModelArg = Union[str, "TCM", None]
 
 
 # --------------------------------------------------------------------------------------- models
-
-_cache: OrderedDict[tuple, "TCM"] = OrderedDict()
-_cache_lock = threading.Lock()
-_weights_ids: "weakref.WeakKeyDictionary[Any, tuple[tuple, bytes]]" = weakref.WeakKeyDictionary()
-_weights_lock = threading.Lock()
-
-
-def clear_model_cache() -> None:
-    """Forget the models loaded by the module-level functions."""
-    with _cache_lock:
-        _cache.clear()
-
-
-def _checkpoint_key(checkpoint: str | os.PathLike | None) -> tuple | None:
-    if checkpoint is None:
-        return None
-    path = Path(checkpoint)
-    try:
-        st = path.stat()
-    except OSError:
-        return (str(path),)  # loading reports the error
-    return (str(path.resolve()), st.st_mtime_ns, st.st_size)
-
-
-def _load_model(name: str | None, checkpoint: str | os.PathLike | None, device: str) -> "TCM":
-    """Build a model: preset ``name`` with its shipped weights or ``checkpoint``; or just ``checkpoint``."""
-    from tcmcodec import zoo
-
-    if name is None:
-        if checkpoint is None:
-            raise ValueError("need a model name or a checkpoint")
-        model = zoo.load_checkpoint(checkpoint, device)
-        preset_name = getattr(model, "preset_name", None)
-        preset = zoo.get_preset(preset_name) if preset_name in zoo.list_models() else None
-        if preset is not None and model.config != preset.config:
-            model.preset_name, preset = None, None  # the file's preset tag does not fit its tensors
-        model.default_quality = preset.default_quality if preset is not None else None
-        return model
-    if checkpoint is None:
-        return zoo.create_model(name, pretrained=True, device=device)
-    return zoo.create_model(name, checkpoint=checkpoint, device=device)
-
-
-def _cached_model(name: str | None, checkpoint: str | os.PathLike | None, device: str) -> "TCM":
-    key = (name, _checkpoint_key(checkpoint), str(device))
-    with _cache_lock:
-        model = _cache.get(key)
-        if model is not None:
-            _cache.move_to_end(key)
-            return model
-        model = _load_model(name, checkpoint, device)
-        _cache[key] = model
-        while len(_cache) > MODEL_CACHE_SIZE:
-            _cache.popitem(last=False)
-        return model
-
-
-def _resolve(model: ModelArg, checkpoint: str | os.PathLike | None, device: str, cached: bool) -> "TCM":
-    if model is not None and not isinstance(model, str):
-        from tcmcodec.models import TCM
-
-        if not isinstance(model, TCM):
-            raise TypeError(f"model must be a preset name or a TCM instance, got {type(model).__name__}")
-        if checkpoint is not None:
-            raise ValueError("pass either a model instance or a checkpoint, not both")
-        return model
-    if model is not None:
-        from tcmcodec import zoo
-
-        zoo.get_preset(model)  # ValueError listing the known names
-    return _cached_model(model, checkpoint, device) if cached else _load_model(model, checkpoint, device)
-
-
-def _model_device(model: "TCM") -> "torch.device":
-    return next(model.parameters()).device
-
-
-def _model_name(model: "TCM") -> str:
-    name = getattr(model, "preset_name", None)
-    if isinstance(name, str):
-        try:
-            bitstream.Header(model=name, weights_id=None, quality=0.0, height=1, width=1)
-            return name
-        except ValueError:
-            pass
-    return CUSTOM_MODEL_NAME
-
-
-def _weights_id(model: "TCM") -> bytes:
-    """``zoo.weights_id(model)``, cached per model instance until its weights change."""
-    from tcmcodec import zoo
-    from tcmcodec.models.params import version_key
-
-    key = version_key(model)
-    with _weights_lock:
-        hit = _weights_ids.get(model)
-        if key is not None and hit is not None and hit[0] == key:
-            return hit[1]
-    wid = zoo.weights_id(model)
-    if wid == bytes(len(wid)):  # pragma: no cover - 2**-64; the header reserves all-zero for "unknown"
-        wid = b"\x01" + wid[1:]
-    if key is not None:
-        with _weights_lock:
-            _weights_ids[model] = (key, wid)
-    return wid
-
-
-def _levels(model: "TCM") -> int:
-    return int(model.config.num_gains)
-
-
-def check_quality(model: "TCM", quality: float | None) -> float:
-    """The header quality of ``model`` at ``quality``: 0.0 for fixed-rate models, else the validated (or
-    default) quality. Raises ``ValueError`` (quality out of range, or given to a fixed-rate model) or
-    ``TypeError`` (not a number)."""
-    levels = _levels(model)
-    if not levels:
-        if quality is not None:
-            raise ValueError(
-                f"{_model_name(model)} is a fixed-rate model: it takes no quality (its checkpoint sets the rate)"
-            )
-        return 0.0
-    if quality is None:
-        quality = getattr(model, "default_quality", None)
-        if quality is None:
-            quality = float(math.ceil((1 + levels) / 2))
-    return model.config.check_quality(quality)
-
-
-
-
-# --------------------------------------------------------------------------------------- coding
-
 
 def _compress(
     model: "TCM", image: ImageInput, quality: float | None, pad_mode: str, reconstruct: bool = True
@@ -226,8 +93,8 @@ def _compress(
     height, width = rgb.shape[:2]
     q = check_quality(model, quality)
     header = bitstream.Header(
-        model=_model_name(model),
-        weights_id=_weights_id(model),
+        model=model_name(model),
+        weights_id=weights_id(model),
         quality=q,
         height=height,
         width=width,
@@ -238,10 +105,10 @@ def _compress(
     padded = pad_image(rgb, *header.padded_size, pad_mode)
     if not padded.flags.writeable:  # np.asarray(PIL image) is read-only; torch wants writable memory
         padded = padded.copy()
-    device = _model_device(model)
+    device = model_device(model)
     with torch.inference_mode():
         x = torch.from_numpy(padded).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        streams = model.compress(x, header.quality if _levels(model) else None, return_x_hat=reconstruct)
+        streams = model.compress(x, header.quality if model_levels(model) else None, return_x_hat=reconstruct)
         if tuple(streams.z_shape) != header.z_shape:
             raise RuntimeError(f"model coded z of shape {tuple(streams.z_shape)}, expected {header.z_shape}")
         rec = to_uint8_hwc(streams.x_hat, height, width) if reconstruct else None
@@ -258,11 +125,11 @@ def _decode_model_for(
     from tcmcodec import zoo
 
     if model is not None:
-        return _resolve(model, checkpoint, device, cached)
+        return resolve(model, checkpoint, device, cached)
     if header.model in zoo.list_models():
-        return _resolve(header.model, checkpoint, device, cached)
+        return resolve(header.model, checkpoint, device, cached)
     if checkpoint is not None:
-        return _resolve(None, checkpoint, device, cached)
+        return resolve(None, checkpoint, device, cached)
     raise FormatError(
         f"unknown model {header.model!r}: this file needs the model or checkpoint it was coded with "
         f"(known models: {', '.join(zoo.list_models())})"
@@ -271,13 +138,13 @@ def _decode_model_for(
 
 def _check_model(header: bitstream.Header, model: "TCM") -> None:
     if header.has_weights_id:
-        wid = _weights_id(model)
+        wid = weights_id(model)
         if wid != header.weights_id:
             raise FormatError(
                 f"file was coded with different weights (file {header.model} {header.weights_id.hex()}, "
-                f"model {_model_name(model)} {wid.hex()})"
+                f"model {model_name(model)} {wid.hex()})"
             )
-    levels = _levels(model)
+    levels = model_levels(model)
     if levels and not 1.0 <= header.quality <= levels:
         raise FormatError(f"quality {header.quality} out of the model's range [1, {levels}]")
     if not levels and header.quality != 0.0:
@@ -305,7 +172,7 @@ def _decompress(model: "TCM", header: bitstream.Header, streams: dict[str, bytes
     # Corrupt data surfaces as FormatError from the stream decoders; anything else is a bug or a
     # resource failure (e.g. out of memory) and propagates as itself.
     with torch.inference_mode():
-        x_hat = model.decompress(coded, header.quality if _levels(model) else None, param_dtype=param_dtype)
+        x_hat = model.decompress(coded, header.quality if model_levels(model) else None, param_dtype=param_dtype)
         rgb = to_uint8_hwc(x_hat, header.height, header.width)
     return finish_image(rgb, alpha, header.mode)
 
@@ -325,7 +192,7 @@ def compress_with_reconstruction(
         ``(data, reconstruction)``: the ``.tcm`` bytes and the decoded image as a PIL image in the
         restored mode (computed on the encoder side, no decoding needed).
     """
-    return _compress(_resolve(model, checkpoint, device, cached=True), image, quality, pad_mode)
+    return _compress(resolve(model, checkpoint, device, cached=True), image, quality, pad_mode)
 
 
 def compress(
@@ -357,7 +224,7 @@ def compress(
         ValueError: bad image size, quality, model name or arguments.
         OSError: the image file cannot be read.
     """
-    resolved = _resolve(model, checkpoint, device, cached=True)
+    resolved = resolve(model, checkpoint, device, cached=True)
     return _compress(resolved, image, quality, pad_mode, reconstruct=False)[0]
 
 
@@ -408,13 +275,13 @@ class Codec:
     ) -> None:
         if pad_mode not in bitstream.PAD_MODES:
             raise ValueError(f"pad_mode must be one of {', '.join(bitstream.PAD_MODES)}, got {pad_mode!r}")
-        self.model = _resolve(model, checkpoint, device, cached=False)
+        self.model = resolve(model, checkpoint, device, cached=False)
         self.pad_mode = pad_mode
 
     @property
     def name(self) -> str:
         """The model name written into headers."""
-        return _model_name(self.model)
+        return model_name(self.model)
 
     def compress(self, image: ImageInput, quality: float | None = None) -> bytes:
         """Compress one image (see :func:`compress`)."""
@@ -432,4 +299,4 @@ class Codec:
         return _decompress(self.model, header, streams)
 
     def __repr__(self) -> str:
-        return f"Codec(model={self.name!r}, device={str(_model_device(self.model))!r})"
+        return f"Codec(model={self.name!r}, device={str(model_device(self.model))!r})"
