@@ -311,6 +311,48 @@ def _check_magic(data: bytes) -> None:
         raise FormatError(f"truncated file: {len(data)} bytes, too short for the magic bytes")
 
 
+def _parse_model_name(r: _Reader, known_models: Collection[str] | None) -> str:
+    n = r.byte("model name length")
+    if not 1 <= n <= MAX_MODEL_NAME:
+        raise FormatError(f"bad model name length {n} (must be 1..{MAX_MODEL_NAME})")
+    raw = r.take(n, "model name")
+    try:
+        model = raw.decode("ascii")
+    except UnicodeDecodeError:
+        model = ""
+    if not _MODEL_RE.match(model):
+        raise FormatError(f"bad model name {raw!r}: not a valid model identifier")
+    if known_models is not None and model not in known_models:
+        known = ", ".join(sorted(known_models)) or "none"
+        raise FormatError(f"unknown model {model!r} (known models: {known})")
+    return model
+
+
+def _parse_sizes(r: _Reader, max_pixels: int | None) -> tuple[int, int, int, int]:
+    """(height, width, z height, z width), validated against the per-side limit, the budget and each other."""
+    height = r.varint("image height")
+    width = r.varint("image width")
+    if height == 0 or width == 0:
+        raise FormatError(f"bad image size {height}x{width}: zero dimension")
+    if height > MAX_DIMENSION or width > MAX_DIMENSION:
+        raise FormatError(
+            f"absurd image size {height}x{width}: a side exceeds {MAX_DIMENSION} pixels"
+        )
+    if max_pixels is not None and height * width > max_pixels:
+        raise FormatError(
+            f"image size {height}x{width} = {height * width} pixels exceeds the pixel budget "
+            f"of {max_pixels}"
+        )
+    zh = r.varint("z height")
+    zw = r.varint("z width")
+    if not (_padded_ok(height, zh) and _padded_ok(width, zw)):
+        raise FormatError(
+            f"z_shape {zh}x{zw} inconsistent with image size {height}x{width} "
+            f"(padded size {PAD_UNIT * zh}x{PAD_UNIT * zw})"
+        )
+    return height, width, zh, zw
+
+
 def _parse_header(
     r: _Reader,
     *,
@@ -332,20 +374,7 @@ def _parse_header(
     mode = MODES[mode_code]
     pad_mode = PAD_MODES[(flags >> _PAD_SHIFT) & 1]
 
-    n = r.byte("model name length")
-    if not 1 <= n <= MAX_MODEL_NAME:
-        raise FormatError(f"bad model name length {n} (must be 1..{MAX_MODEL_NAME})")
-    raw = r.take(n, "model name")
-    try:
-        model = raw.decode("ascii")
-    except UnicodeDecodeError:
-        model = ""
-    if not _MODEL_RE.match(model):
-        raise FormatError(f"bad model name {raw!r}: not a valid model identifier")
-    if known_models is not None and model not in known_models:
-        known = ", ".join(sorted(known_models)) or "none"
-        raise FormatError(f"unknown model {model!r} (known models: {known})")
-
+    model = _parse_model_name(r, known_models)
     weights_id = r.take(WEIGHTS_ID_SIZE, "weights id") if flags & _FLAG_WEIGHTS else _NO_WEIGHTS_ID
     if flags & _FLAG_WEIGHTS and weights_id == _NO_WEIGHTS_ID:
         raise FormatError("bad weights id: flagged present but all zero")
@@ -354,26 +383,7 @@ def _parse_header(
     if not math.isfinite(quality) or not 0.0 <= quality <= QUALITY_MAX:
         raise FormatError(f"quality {quality} out of range [0, {QUALITY_MAX}]")
 
-    height = r.varint("image height")
-    width = r.varint("image width")
-    if height == 0 or width == 0:
-        raise FormatError(f"bad image size {height}x{width}: zero dimension")
-    if height > MAX_DIMENSION or width > MAX_DIMENSION:
-        raise FormatError(
-            f"absurd image size {height}x{width}: a side exceeds {MAX_DIMENSION} pixels"
-        )
-    if max_pixels is not None and height * width > max_pixels:
-        raise FormatError(
-            f"image size {height}x{width} = {height * width} pixels exceeds the pixel budget "
-            f"of {max_pixels}"
-        )
-    zh = r.varint("z height")
-    zw = r.varint("z width")
-    if not (_padded_ok(height, zh) and _padded_ok(width, zw)):
-        raise FormatError(
-            f"z_shape {zh}x{zw} inconsistent with image size {height}x{width} "
-            f"(padded size {PAD_UNIT * zh}x{PAD_UNIT * zw})"
-        )
+    height, width, zh, zw = _parse_sizes(r, max_pixels)
     try:
         return Header(
             model=model,

@@ -247,6 +247,58 @@ def _describe(model_name: str, weights: str, estimate: bool, n_images: int, data
             f"{platform.machine()} {os.cpu_count()}-CPU {platform.system()}, Python {platform.python_version()}.")
 
 
+def _check_dataset(dataset_dir: str | os.PathLike) -> list[Path]:
+    """The images of the folder; ValueError if there are none, one is unreadable, or all are too small."""
+    from PIL import Image
+
+    from tcmcodec.evaluation.metrics import MS_SSIM_MIN_SIDE
+
+    images = list_images(dataset_dir)
+    sizes = []
+    for p in images:
+        try:
+            with Image.open(p) as im:
+                sizes.append(im.size)
+        except OSError as e:
+            raise ValueError(f"{p}: cannot read the image ({e})") from None
+    if not any(min(s) >= MS_SSIM_MIN_SIDE for s in sizes):
+        raise ValueError(f"MS-SSIM needs images of at least {MS_SSIM_MIN_SIDE}x{MS_SSIM_MIN_SIDE} pixels; "
+                         f"every image of {dataset_dir} is smaller")
+    return images
+
+
+def _weights_label(c: Any, model: Any, checkpoint: str | os.PathLike | None) -> str:
+    from tcmcodec import zoo
+
+    if checkpoint is not None:
+        return f"weights {Path(checkpoint).name}"
+    if isinstance(model, str):
+        return "shipped weights"
+    return f"the given model instance, weights id {zoo.weights_id(c.model).hex()}"
+
+
+def _settings(
+    c: Any, checkpoint: Any, weights: str, estimate: bool, levels: int, rows: list[dict], n_images: int,
+    dataset: str, device: str, mismatches: int,
+) -> dict[str, Any]:
+    """The ``settings`` entry of the results file."""
+    from tcmcodec.evaluation import results
+
+    return {
+        "codec": "tcm",
+        "model": c.name,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "weights": weights,
+        "mode": "estimate" if estimate else "real",
+        "parameter": "quality" if levels else None,
+        "values": [a["param"] for a in results.average_rows(rows)],  # make_results sorts the points by bpp
+        "images": n_images,
+        "dataset": dataset,
+        "device": str(device),
+        "mismatches": None if estimate else mismatches,
+    }
+
+
 def evaluate(
     dataset_dir: str | os.PathLike,
     model: "str | TCM | None" = "tcm-xs",
@@ -280,30 +332,13 @@ def evaluate(
         ValueError: missing folder, no images, bad quality spec or out-of-range quality, unknown
             preset, images too small for MS-SSIM, a preset without shipped weights and no checkpoint.
     """
-    from PIL import Image
-
-    from tcmcodec import codec
+    from tcmcodec import codec, zoo
     from tcmcodec.evaluation import results
-    from tcmcodec import zoo
-    from tcmcodec.evaluation.metrics import MS_SSIM_MIN_SIDE
 
-    # --- arguments, before anything is loaded
-    spec = parse_qualities(qualities)  # syntax
-    images = list_images(dataset_dir)
-    sizes = []
-    for p in images:
-        try:
-            with Image.open(p) as im:
-                sizes.append(im.size)
-        except OSError as e:
-            raise ValueError(f"{p}: cannot read the image ({e})") from None
-    if not any(min(s) >= MS_SSIM_MIN_SIDE for s in sizes):
-        raise ValueError(f"MS-SSIM needs images of at least {MS_SSIM_MIN_SIDE}x{MS_SSIM_MIN_SIDE} pixels; "
-                         f"every image of {dataset_dir} is smaller")
-    if isinstance(model, str):
-        levels = zoo.get_preset(model).levels
-        if spec is not None:
-            parse_qualities(spec, levels)
+    spec = parse_qualities(qualities)  # syntax, before anything is loaded
+    images = _check_dataset(dataset_dir)
+    if isinstance(model, str) and spec is not None:
+        parse_qualities(spec, zoo.get_preset(model).levels)
 
     # --- the model, loaded once
     c = codec.Codec(model, checkpoint, device)
@@ -324,27 +359,9 @@ def evaluate(
         c.model.train(was_training)
 
     dataset = Path(dataset_dir).resolve().name
-    if checkpoint is not None:
-        weights = f"weights {Path(checkpoint).name}"
-    elif isinstance(model, str):
-        weights = "shipped weights"
-    else:
-        weights = f"the given model instance, weights id {zoo.weights_id(c.model).hex()}"
+    weights = _weights_label(c, model, checkpoint)
+    settings = _settings(c, checkpoint, weights, estimate, levels, rows, len(images), dataset, device, mismatches)
     name = f"{model_name} (estimated)" if estimate else model_name
-    order = [a["param"] for a in results.average_rows(rows)]  # make_results sorts the points by bpp
-    settings = {
-        "codec": "tcm",
-        "model": model_name,
-        "checkpoint": None if checkpoint is None else str(checkpoint),
-        "weights": weights,
-        "mode": "estimate" if estimate else "real",
-        "parameter": "quality" if levels else None,
-        "values": order,
-        "images": len(images),
-        "dataset": dataset,
-        "device": str(device),
-        "mismatches": None if estimate else mismatches,
-    }
     data = results.make_results(
         name, _describe(model_name, weights, estimate, len(images), dataset, device), rows,
         settings=settings, per_image=per_image,
