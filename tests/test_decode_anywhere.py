@@ -145,14 +145,18 @@ def test_a_version_2_file_without_its_check_stream_is_a_format_error(kodak_dir, 
         codec.decompress(bitstream.pack(header, streams), model=tcm_xs)
 
 
-def test_version_1_files_decode_as_before():
-    # Written by the float32 code of format version 1 (commit 2c4c132) with the shipped weights,
-    # 1 thread: decoding it here gives the same pixels (the test suite runs single-threaded).
-    data = (DATA / "v1_kodim23_96x64_q5.tcm").read_bytes()
+@pytest.mark.parametrize("name, version, commit", [
+    ("v1_kodim23_96x64_q5", 1, "2c4c132"),  # the float32 code of format version 1
+    ("v2_kodim23_96x64_q5", 2, "d10089e"),  # version 2, before the package was reorganised
+])
+def test_files_written_by_earlier_code_decode_as_before(name, version, commit):
+    # Written by the code of `commit` with the shipped weights, 1 thread, with the encoder's
+    # reconstruction beside it: decoding here gives the same pixels (the suite runs single-threaded).
+    data = (DATA / f"{name}.tcm").read_bytes()
     header, streams = bitstream.unpack(data)
-    assert header.version == 1 and codec.CHECK_STREAM not in streams
+    assert header.version == version and (codec.CHECK_STREAM in streams) == (version >= 2)
     decoded = codec.decompress(data)
-    expected = Image.open(DATA / "v1_kodim23_96x64_q5.png")
+    expected = Image.open(DATA / f"{name}.png")
     assert decoded.tobytes() == expected.tobytes()
 
 
