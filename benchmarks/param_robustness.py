@@ -63,6 +63,8 @@ def main() -> int:
     ap.add_argument("--quality", type=float, default=4.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eps", type=float, nargs="+", default=[1e-15, 1e-12, 1e-9, 1e-7])
+    ap.add_argument("--modes", nargs="+", choices=("float64", "float32"), default=["float64", "float32"],
+                    help="parameter dtypes to test (float64: format version 2; float32: version 1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = codec.Codec("tcm-xs").model
@@ -75,7 +77,7 @@ def main() -> int:
         x = torch.from_numpy(pad_image(rgb, *header.padded_size, "replicate").copy())
         x = x.permute(2, 0, 1)[None].float() / 255
         with torch.inference_mode():
-            for dtype in (torch.float64, torch.float32):
+            for dtype in (getattr(torch, m) for m in args.modes):
                 s = model.compress(x, header.quality, param_dtype=dtype)
                 ref = model.decompress(s, header.quality, param_dtype=dtype)
                 checks = s.checks if dtype == torch.float64 else None  # version 1 files carry none

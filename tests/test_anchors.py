@@ -83,14 +83,10 @@ def test_encode_decode_round_trip_keeps_the_size(key, two_images, missing_option
 
 
 def test_run_writes_one_json_per_codec_and_skips_missing_libraries(two_images, tmp_path, monkeypatch, capsys):
-    real = anchor_codecs._check_available
+    def missing(self):
+        raise ImportError("imagecodecs is not installed")
 
-    def fake(key):
-        if key == "jpegxl":
-            raise ImportError("imagecodecs is not installed")
-        return real(key)
-
-    monkeypatch.setattr(anchor_codecs, "_check_available", fake)
+    monkeypatch.setattr(type(anchor_codecs.CODECS["jpegxl"]), "check", missing)
     paths = anchors.run(two_images[0].parent, tmp_path, codecs=["jpeg", "jpegxl"], workers=1, crop=CROP,
                         max_images=1, qualities={"jpeg": (20, 80)})
     assert paths == [tmp_path / "jpeg.json"]
