@@ -229,6 +229,36 @@ def test_a_failure_in_a_batch_keeps_the_finished_outputs_whole(run, tmp_path, pn
     assert (tmp_path / "out" / "parrot.tcm").read_bytes() == codec.compress(png, tcm_xs)
 
 
+def test_a_batch_goes_on_past_bad_files_and_ends_with_a_summary(run, tmp_path, png, crop, tcm_xs_checkpoint):
+    other = tmp_path / "other.png"
+    crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(other)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(png.read_bytes()[:100])
+    out = tmp_path / "out"
+    rc, stdout, err = run("compress", png, bad, other, "-o", out, "--checkpoint", tcm_xs_checkpoint)
+    assert rc == 1
+    assert_one_error_line(err)
+    assert f"{bad}:" in err
+    assert files(out) == {"parrot.tcm", "other.tcm"}
+    assert stdout.splitlines()[-1] == "2 written, 1 failed"
+
+
+def test_skip_existing_resumes_a_batch(run, tmp_path, png, crop, tcm_xs_checkpoint):
+    other = tmp_path / "other.png"
+    crop.rotate(180).save(other)
+    out = tmp_path / "out"
+    assert run("compress", png, "-o", f"{out}/", "--checkpoint", tcm_xs_checkpoint, "-q")[0] == 0
+    first = (out / "parrot.tcm").stat().st_mtime_ns
+    rc, _, err = run("compress", png, other, "-o", out, "--checkpoint", tcm_xs_checkpoint)
+    assert rc == 1 and "already exists" in err and "--skip-existing" in err  # refused before any work
+    assert files(out) == {"parrot.tcm"}
+    rc, stdout, err = run("compress", png, other, "-o", out, "--checkpoint", tcm_xs_checkpoint, "--skip-existing")
+    assert (rc, err) == (0, "")
+    assert stdout.splitlines()[-1] == "1 written, 0 failed, 1 skipped (output exists)"
+    assert files(out) == {"parrot.tcm", "other.tcm"}
+    assert (out / "parrot.tcm").stat().st_mtime_ns == first
+
+
 def test_debug_shows_the_exception(tmp_path):
     with pytest.raises(cli.CLIError, match="no such file"):
         cli.main(["--debug", "info", str(tmp_path / "missing.tcm")])

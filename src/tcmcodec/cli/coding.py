@@ -12,7 +12,7 @@ from typing import Any
 
 from tcmcodec.errors import FormatError
 
-from .options import add_model_args, add_output_args, check_inputs, model_arg, plan_outputs, progress, say, write_atomic
+from .options import add_model_args, add_output_args, check_inputs, model_arg, plan_outputs, run_batch, write_atomic
 from .registry import UsageError, command
 
 
@@ -44,8 +44,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
                 config.check_quality(args.quality)
             except ValueError as e:
                 raise UsageError(f"--quality: {e}") from None
-    inputs = check_inputs(args.inputs)
-    outputs = plan_outputs(inputs, args.output, ".tcm", args.force)
+    pairs, skipped = plan_outputs(check_inputs(args.inputs), args.output, ".tcm", args.force, args.skip_existing)
     from tcmcodec import codec
 
     c = codec.Codec(model, args.checkpoint, args.device, pad_mode=args.pad_mode)
@@ -53,14 +52,16 @@ def cmd_compress(args: argparse.Namespace) -> int:
         codec.check_quality(c.model, args.quality)
     except ValueError as e:
         raise UsageError(f"--quality: {e}") from None
-    for src, dst in zip(progress(inputs, args, "image"), outputs):
+
+    def work(src: Path, dst: Path) -> str:
         t0 = time.perf_counter()
         data, rec = c.compress_with_reconstruction(src, args.quality)
         write_atomic(dst, data)
         bpp = 8 * len(data) / (rec.width * rec.height)
-        say(args, f"{src} -> {dst}: {rec.width}x{rec.height} {rec.mode}, {len(data):,} bytes, "
-                   f"{bpp:.4f} bpp ({time.perf_counter() - t0:.1f} s)")
-    return 0
+        return (f"{src} -> {dst}: {rec.width}x{rec.height} {rec.mode}, {len(data):,} bytes, "
+                f"{bpp:.4f} bpp ({time.perf_counter() - t0:.1f} s)")
+
+    return run_batch(args, pairs, skipped, "image", work)
 
 
 # --------------------------------------------------------------------------------------- decompress
@@ -89,29 +90,27 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     """Decode .tcm files. The model is the one the file names, with its shipped weights,
     unless --model / --checkpoint say otherwise. The output format follows the output extension."""
     model = model_arg(args, None)
-    inputs = check_inputs(args.inputs)
-    outputs = plan_outputs(inputs, args.output, ".png", args.force)
-    formats = [_image_format(p) for p in outputs]
-    from tcmcodec.codec import container as bitstream
+    pairs, skipped = plan_outputs(check_inputs(args.inputs), args.output, ".png", args.force, args.skip_existing)
+    formats = {dst: _image_format(dst) for _, dst in pairs}  # before any work
     from tcmcodec import codec
+    from tcmcodec.codec import container
 
     loaded: codec.Codec | None = None
     if model is not None or args.checkpoint is not None:
         loaded = codec.Codec(model, args.checkpoint, args.device)
-    for src, dst, fmt in zip(progress(inputs, args, "file"), outputs, formats):
+
+    def work(src: Path, dst: Path) -> str:
         t0 = time.perf_counter()
         data = src.read_bytes()
-        try:
-            img = loaded.decompress(data) if loaded is not None else codec.decompress(data, device=args.device)
-        except FormatError as e:
-            raise FormatError(f"{src}: {e}") from None
+        img = loaded.decompress(data) if loaded is not None else codec.decompress(data, device=args.device)
         buf = io.BytesIO()
-        img.save(buf, format=fmt)
+        img.save(buf, format=formats[dst])
         write_atomic(dst, buf.getvalue())
-        header = bitstream.read_header(data)
-        say(args, f"{src} -> {dst}: {img.width}x{img.height} {img.mode}, {header.model} q{header.quality:g} "
-                   f"({time.perf_counter() - t0:.1f} s)")
-    return 0
+        header = container.read_header(data)
+        return (f"{src} -> {dst}: {img.width}x{img.height} {img.mode}, {header.model} q{header.quality:g} "
+                f"({time.perf_counter() - t0:.1f} s)")
+
+    return run_batch(args, pairs, skipped, "file", work)
 
 
 # --------------------------------------------------------------------------------------- info

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tcmcodec import _fileio
+from tcmcodec.errors import one_line
 
 from .registry import CLIError, UsageError
 
 __all__ = [
-    "say", "write_atomic", "check_inputs", "plan_outputs", "progress", "model_arg", "add_model_args",
+    "say", "write_atomic", "check_inputs", "plan_outputs", "run_batch", "progress", "model_arg", "add_model_args",
     "add_output_args",
 ]
 
@@ -49,10 +50,18 @@ def check_inputs(paths: Sequence[str]) -> list[Path]:
     return out
 
 
-def plan_outputs(inputs: Sequence[Path], out: str | None, suffix: str, force: bool) -> list[Path]:
+def plan_outputs(
+    inputs: Sequence[Path], out: str | None, suffix: str, force: bool, skip_existing: bool = False
+) -> tuple[list[tuple[Path, Path]], list[Path]]:
     """Output path of each input: ``-o FILE`` (one input), ``-o DIR`` or beside the input.
 
-    Paths named explicitly with ``-o FILE`` are overwritten; derived ones only with ``--force``.
+    Checked before any work: the output folder (created for ``-o DIR``; must exist for ``-o FILE``),
+    two inputs onto one output, an output onto its input, and existing outputs. Paths named explicitly
+    with ``-o FILE`` are overwritten; derived ones only with ``--force``, or skipped with ``--skip-existing``.
+
+    Returns:
+        ``(pairs, skipped)``: the (input, output) pairs to do, and the inputs skipped because their
+        output exists.
     """
     explicit = False
     if out is None:
@@ -65,8 +74,11 @@ def plan_outputs(inputs: Sequence[Path], out: str | None, suffix: str, force: bo
                 raise UsageError(f"-o {out}: not a directory (needed for {len(inputs)} inputs)")
             outputs = [target / (p.stem + suffix) for p in inputs]
         else:
+            if not target.parent.is_dir():
+                raise CLIError(f"{target.parent}: no such directory")
             outputs, explicit = [target], True
     seen: dict[Path, Path] = {}
+    pairs, skipped = [], []
     for src, dst in zip(inputs, outputs):
         key = dst.resolve()
         if key in seen:
@@ -75,14 +87,52 @@ def plan_outputs(inputs: Sequence[Path], out: str | None, suffix: str, force: bo
             raise UsageError(f"{dst}: output would overwrite the input")
         seen[key] = src
         if not explicit and not force and dst.exists():
-            raise CLIError(f"{dst} already exists (use --force to overwrite, or -o)")
+            if skip_existing:
+                skipped.append(src)
+                continue
+            raise CLIError(f"{dst} already exists (use --force to overwrite, --skip-existing to skip, or -o)")
+        pairs.append((src, dst))
     if out is not None and not explicit:
         Path(out).mkdir(parents=True, exist_ok=True)
-    return outputs
+    return pairs, skipped
+
+
+def run_batch(
+    args: argparse.Namespace,
+    pairs: Sequence[tuple[Path, Path]],
+    skipped: Sequence[Path],
+    unit: str,
+    work: Callable[[Path, Path], str],
+) -> int:
+    """Run ``work(src, dst)`` (it returns the line to print) for every pair, going on past failures.
+
+    A failure of one input (``FormatError``, ``ValueError``, ``OSError``, ``CLIError``) prints one
+    line ``tcm: error: SRC: reason`` on stderr (``--debug`` re-raises); a batch ends with a summary
+    line (``12 written, 2 failed, 3 skipped``). Returns the exit status: 1 if any input failed.
+    """
+    written = failed = 0
+    for src, dst in progress(pairs, args, unit):
+        try:
+            line = work(src, dst)
+        except (CLIError, ValueError, OSError) as exc:  # FormatError is a ValueError
+            if getattr(args, "debug", False):
+                raise
+            from tqdm import tqdm
+
+            tqdm.write(f"tcm: error: {src}: {one_line(exc)}", file=sys.stderr)  # safe under a progress bar
+            failed += 1
+            continue
+        written += 1
+        say(args, line)
+    if len(pairs) + len(skipped) > 1 or skipped:
+        summary = f"{written} written, {failed} failed"
+        say(args, summary + (f", {len(skipped)} skipped (output exists)" if skipped else ""))
+    return 1 if failed else 0
 
 
 def progress(items: Sequence[Any], args: argparse.Namespace, unit: str) -> Any:
-    if len(items) < 2 or args.quiet:
+    """``items`` with a progress bar on stderr for batches (not with --quiet, not when stderr is no terminal)."""
+    if len(items) < 2 or args.quiet or not sys.stderr.isatty():
         return items
     from tqdm import tqdm
 
@@ -113,4 +163,6 @@ def add_output_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("-o", "--output", metavar="OUT",
                    help=f"output file (one input) or directory (default: beside each input, {what})")
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="skip inputs whose output exists (resume an interrupted batch)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
