@@ -259,6 +259,16 @@ def test_skip_existing_resumes_a_batch(run, tmp_path, png, crop, tcm_xs_checkpoi
     assert (out / "parrot.tcm").stat().st_mtime_ns == first
 
 
+def test_anchors_and_eval_without_the_eval_extra_say_which_extra_to_install(run, tmp_path, kodak_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pytorch_msssim", None)  # as if not installed: import raises ImportError
+    for argv in (("anchors", kodak_dir, "-o", tmp_path / "a"), ("eval", kodak_dir)):
+        rc, _, err = run(*argv)
+        assert rc == 1
+        assert_one_error_line(err)
+        assert "pip install 'tcmcodec[eval]'" in err
+    assert not (tmp_path / "a").exists()
+
+
 def test_debug_shows_the_exception(tmp_path):
     with pytest.raises(cli.CLIError, match="no such file"):
         cli.main(["--debug", "info", str(tmp_path / "missing.tcm")])

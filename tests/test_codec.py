@@ -186,6 +186,40 @@ def test_16_bit_png_file_is_read_with_a_warning(small, tcm_xs, tmp_path):
     assert data == codec.compress(small.convert("L"), tcm_xs)
 
 
+def _png_rgb16(path, rgb16: np.ndarray) -> None:
+    """A 48-bit RGB PNG (Pillow cannot write one)."""
+    import struct
+    import zlib
+
+    h, w, _ = rgb16.shape
+    raw = b"".join(b"\x00" + rgb16[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+                     + chunk(b"IEND", b""))
+
+
+def test_16_bit_rgb_png_file_is_reduced_with_a_warning(small, tcm_xs, tmp_path):
+    path = tmp_path / "rgb16.png"
+    _png_rgb16(path, arr(small).astype(np.uint16) * 257)
+    with pytest.warns(UserWarning, match="16-bit RGB image reduced to 8 bits"):
+        data = codec.compress(path, tcm_xs)
+    assert data == codec.compress(small, tcm_xs)
+
+
+def test_animated_images_code_their_first_frame_with_a_warning(small, tcm_xs, tmp_path):
+    path = tmp_path / "anim.gif"
+    frames = [small.convert("P"), small.rotate(180).convert("P")]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with pytest.warns(UserWarning, match="only the first of its 2 frames"):
+        data = codec.compress(path, tcm_xs)
+    with Image.open(path) as im:
+        assert data == codec.compress(im.convert("RGB"), tcm_xs)
+
+
 def test_exif_orientation_is_applied(small, tcm_xs, tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # display rotated 90 degrees clockwise

@@ -36,7 +36,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     Exit status 1 if any decoded image differed from the encoder's reconstruction."""
     from tcmcodec.evaluation import results
     from tcmcodec.evaluation.evaluate import evaluate
+    from tcmcodec.evaluation.metrics import require_msssim
 
+    require_msssim()
     data = evaluate(args.dataset, model_arg(args, "tcm-xs"), args.checkpoint, args.quality, args.device,
                     per_image=args.per_image, estimate=args.estimate, progress=not args.quiet)
     if args.output:
@@ -95,7 +97,9 @@ def cmd_anchors(args: argparse.Namespace) -> int:
     """Encode, decode and measure classical codecs on every image of a folder; write one
     CompressAI-style results JSON per codec."""
     from tcmcodec.evaluation import anchors
+    from tcmcodec.evaluation.metrics import require_msssim
 
+    require_msssim()  # before any codec runs (ImportError: one line naming the extra)
     codecs = [c.strip() for c in args.codecs.split(",") if c.strip()] if args.codecs else None
     if not Path(args.dataset).is_dir():
         raise CLIError(f"{args.dataset}: not a directory")

@@ -62,6 +62,12 @@ def _warn_depth(what: str) -> None:
     )
 
 
+def _warn_animated(img: Image.Image) -> None:
+    frames = getattr(img, "n_frames", 1)
+    if getattr(img, "is_animated", False) and frames > 1:
+        warnings.warn(f"animated image: only the first of its {frames} frames is coded", UserWarning, stacklevel=4)
+
+
 def _wide_to_uint8(arr: np.ndarray, full_scale: float) -> np.ndarray:
     """Scale integer / float samples with ``full_scale`` -> 255 and round to uint8."""
     x = np.asarray(arr, dtype=np.float64) * (255.0 / full_scale)
@@ -93,6 +99,7 @@ def _from_array(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, str]:
 
 def _from_pil(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, str]:
     check_size(*img.size)
+    _warn_animated(img)
     if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
         img = ImageOps.exif_transpose(img)
     mode = img.mode
@@ -129,6 +136,9 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     try:
         with Image.open(path) as img:
             check_size(*img.size)  # before any pixel is decoded
+            _warn_animated(img)
+            if any(";16" in str(getattr(tile, "args", "")) for tile in img.tile) and img.mode in ("RGB", "RGBA"):
+                _warn_depth(f"16-bit {img.mode}")  # Pillow reads 16-bit colour as 8 bits
             img.load()
             return img.copy()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # warning: when made an error

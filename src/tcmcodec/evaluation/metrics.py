@@ -81,6 +81,15 @@ def psnr(a: Any, b: Any) -> float:
     return 10.0 * math.log10(255.0**2 / m)
 
 
+def require_msssim() -> Any:
+    """``pytorch_msssim.ms_ssim``, or ImportError naming the extra that installs it."""
+    try:
+        from pytorch_msssim import ms_ssim as _ms_ssim
+    except ImportError:
+        raise ImportError("MS-SSIM needs pytorch-msssim: pip install 'tcmcodec[eval]'") from None
+    return _ms_ssim
+
+
 def ms_ssim(a: Any, b: Any) -> float:
     """MS-SSIM on 8-bit RGB (pytorch_msssim in float32, 5 scales, Gaussian window 11, sigma 1.5, data range 255).
 
@@ -91,7 +100,8 @@ def ms_ssim(a: Any, b: Any) -> float:
     if min(a8.shape[0], a8.shape[1]) < MS_SSIM_MIN_SIDE:
         return math.nan
     import torch
-    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    _ms_ssim = require_msssim()
 
     def t(x: np.ndarray) -> "torch.Tensor":
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).unsqueeze(0).to(torch.float32)
