@@ -269,6 +269,18 @@ def test_anchors_and_eval_without_the_eval_extra_say_which_extra_to_install(run,
     assert not (tmp_path / "a").exists()
 
 
+def test_decompress_max_pixels_limits_the_image_size(run, tmp_path, png, tcm_xs_checkpoint):
+    assert run("compress", png, "-o", tmp_path / "p.tcm", "--checkpoint", tcm_xs_checkpoint, "-q")[0] == 0
+    rc, _, err = run("decompress", tmp_path / "p.tcm", "-o", tmp_path / "p.png", "--max-pixels", "100",
+                     "--checkpoint", tcm_xs_checkpoint)
+    assert rc == 1 and "exceeds the pixel budget of 100" in err
+    assert_one_error_line(err)
+    assert not (tmp_path / "p.png").exists()
+    rc, _, err = run("decompress", tmp_path / "p.tcm", "-o", tmp_path / "p.png", "--max-pixels", "0",
+                     "--checkpoint", tcm_xs_checkpoint, "-q")
+    assert (rc, err) == (0, "")
+
+
 def test_debug_shows_the_exception(tmp_path):
     with pytest.raises(cli.CLIError, match="no such file"):
         cli.main(["--debug", "info", str(tmp_path / "missing.tcm")])

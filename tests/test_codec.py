@@ -220,6 +220,35 @@ def test_animated_images_code_their_first_frame_with_a_warning(small, tcm_xs, tm
         assert data == codec.compress(im.convert("RGB"), tcm_xs)
 
 
+def test_an_image_too_large_for_the_memory_is_a_resource_error_before_any_network_runs(small, tcm_xs, monkeypatch):
+    from tcmcodec import ResourceError
+    from tcmcodec.codec import memory
+
+    data = codec.compress(small, tcm_xs)
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 1 << 20)
+    monkeypatch.setattr(type(tcm_xs), "compress", lambda *a, **k: pytest.fail("a network ran"))
+    monkeypatch.setattr(type(tcm_xs), "decompress", lambda *a, **k: pytest.fail("a network ran"))
+    w, h = small.size
+    with pytest.raises(ResourceError, match=rf"a {w}x{h} image needs about .* GiB to encode .* 0\.0 GiB are available"):
+        codec.compress(small, tcm_xs)
+    with pytest.raises(ResourceError, match="to decode"):
+        codec.decompress(data, model=tcm_xs)
+    monkeypatch.setenv("TCMCODEC_IGNORE_MEMORY", "1")
+    with pytest.raises(pytest.fail.Exception, match="a network ran"):
+        codec.decompress(data, model=tcm_xs)
+
+
+def test_the_memory_estimate_grows_with_pixels_and_width(tcm_xs):
+    from tcmcodec.codec.memory import estimate_bytes
+    from tcmcodec.models import TCMConfig
+
+    small, large = estimate_bytes(tcm_xs, 512, 768), estimate_bytes(tcm_xs, 2988, 5312)
+    assert large > 30 * (small - (512 << 20))  # ~linear in the padded pixels
+    assert 11 << 30 < large < 18 << 30  # measured: 11.2 GiB to decode 5312x2988 with tcm-xs
+    wider = type(tcm_xs)(TCMConfig(N=64))
+    assert estimate_bytes(wider, 512, 768) > small
+
+
 def test_exif_orientation_is_applied(small, tcm_xs, tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # display rotated 90 degrees clockwise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FormatError", "one_line"]
+__all__ = ["FormatError", "ResourceError", "one_line"]
 
 
 class FormatError(ValueError):
@@ -10,6 +10,14 @@ class FormatError(ValueError):
 
     Raised by the decoder before it allocates anything large. The message is a single line
     that says what is wrong (for example ``"bad magic bytes: not a .tcm file"``).
+    """
+
+
+class ResourceError(MemoryError):
+    """An image is too large for this machine: coding it would need more memory than is available.
+
+    Raised before any network runs; the message gives the image size, the estimated and the
+    available memory, and what to do.
     """
 
 

@@ -80,9 +80,13 @@ def _image_format(path: Path) -> str:
 
 
 def _configure_decompress(p: argparse.ArgumentParser) -> None:
+    from tcmcodec.codec.container import DEFAULT_MAX_PIXELS
+
     p.add_argument("inputs", nargs="+", metavar="IN.tcm", help=".tcm files")
     add_output_args(p, "IN.png")
     add_model_args(p, None)
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"refuse files of images with more pixels (default: {DEFAULT_MAX_PIXELS}; 0: no limit)")
 
 
 @command("decompress", "decode .tcm files into images (PNG by default)", _configure_decompress)
@@ -102,7 +106,9 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     def work(src: Path, dst: Path) -> str:
         t0 = time.perf_counter()
         data = src.read_bytes()
-        img = loaded.decompress(data) if loaded is not None else codec.decompress(data, device=args.device)
+        limit = args.max_pixels or None
+        img = (loaded.decompress(data, max_pixels=limit) if loaded is not None
+               else codec.decompress(data, device=args.device, max_pixels=limit))
         buf = io.BytesIO()
         img.save(buf, format=formats[dst])
         write_atomic(dst, buf.getvalue())

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tcmcodec import __version__
-from tcmcodec.errors import one_line
+from tcmcodec.errors import ResourceError, one_line
 
 from . import coding, demo, evaluation, training  # noqa: F401 - register the subcommands, in --help order
 from .registry import COMMANDS, CLIError, Parser
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
-        except (CLIError, ValueError, OSError, ImportError) as exc:  # FormatError is a ValueError
+        except (CLIError, ValueError, OSError, ImportError, ResourceError) as exc:  # FormatError is a ValueError
             if debug:
                 raise
             code = exc.exit_code if isinstance(exc, CLIError) else 1

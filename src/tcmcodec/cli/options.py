@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tcmcodec import _fileio
-from tcmcodec.errors import one_line
+from tcmcodec.errors import ResourceError, one_line
 
 from .registry import CLIError, UsageError
 
@@ -106,7 +106,7 @@ def run_batch(
 ) -> int:
     """Run ``work(src, dst)`` (it returns the line to print) for every pair, going on past failures.
 
-    A failure of one input (``FormatError``, ``ValueError``, ``OSError``, ``CLIError``) prints one
+    A failure of one input (``FormatError``, ``ValueError``, ``OSError``, ``ResourceError``, ``CLIError``) prints one
     line ``tcm: error: SRC: reason`` on stderr (``--debug`` re-raises); a batch ends with a summary
     line (``12 written, 2 failed, 3 skipped``). Returns the exit status: 1 if any input failed.
     """
@@ -114,7 +114,7 @@ def run_batch(
     for src, dst in progress(pairs, args, unit):
         try:
             line = work(src, dst)
-        except (CLIError, ValueError, OSError) as exc:  # FormatError is a ValueError
+        except (CLIError, ValueError, OSError, ResourceError) as exc:  # FormatError is a ValueError
             if getattr(args, "debug", False):
                 raise
             from tqdm import tqdm

@@ -54,6 +54,7 @@ from tcmcodec.codec.models import (
     weights_id,
 )
 from tcmcodec.errors import FormatError
+from tcmcodec.codec.memory import check_memory
 from tcmcodec.codec.image import ImageInput, decode_alpha, encode_alpha, finish_image, pad_image, prepare_image, to_uint8_hwc
 
 if TYPE_CHECKING:  # torch is imported when a model is needed
@@ -102,6 +103,7 @@ def _compress(
         pad_mode=pad_mode,
         z_shape=(-(-height // model.pad_multiple), -(-width // model.pad_multiple)),
     )
+    check_memory(model, height, width, "encode")
     padded = pad_image(rgb, *header.padded_size, pad_mode)
     if not padded.flags.writeable:  # np.asarray(PIL image) is read-only; torch wants writable memory
         padded = padded.copy()
@@ -169,6 +171,7 @@ def _decompress(model: "TCM", header: bitstream.Header, streams: dict[str, bytes
             raise FormatError(f"missing {CHECK_STREAM!r} stream (required in format version {header.version})")
         checks, param_dtype = streams[CHECK_STREAM], torch.float64
     coded = ModelStreams(z=streams["z"], y=streams["y"], z_shape=header.z_shape, checks=checks)
+    check_memory(model, header.height, header.width, "decode")
     # Corrupt data surfaces as FormatError from the stream decoders; anything else is a bug or a
     # resource failure (e.g. out of memory) and propagates as itself.
     with torch.inference_mode():

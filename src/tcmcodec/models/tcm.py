@@ -59,7 +59,8 @@ def _verify_check(i: int, indexes, expected: bytes) -> None:
     if got != expected:
         raise FormatError(
             f"entropy parameters of slice {i} differ from the encoder's (check {expected.hex()}, computed "
-            f"{got.hex()}): the file was written by a build or machine that computes them differently"
+            f"{got.hex()}): the file was written by a build or machine that computes them differently, "
+            "or not by tcmcodec"
         )
 
 

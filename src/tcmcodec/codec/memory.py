@@ -1,0 +1,69 @@
+"""Refusing images that cannot fit in memory, before any network runs (instead of an allocation failure).
+
+The transforms keep whole feature maps: peak memory grows with the padded pixel count, about
+``BYTES_PER_PIXEL_PER_N * N`` bytes per pixel for a model of width N (measured on this project's CPU:
+``tcm-xs`` (N=32) 11.2 GiB to decode 16 Mpx, ``tcm-s`` (N=64) 16.1 GiB at 3840x2160). The estimate is
+compared with the memory the OS reports as available (Linux ``MemAvailable``; CUDA: free device memory).
+Set ``TCMCODEC_IGNORE_MEMORY=1`` to skip the check.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from tcmcodec.errors import ResourceError
+
+if TYPE_CHECKING:
+    from tcmcodec.models import TCM
+
+__all__ = ["BYTES_PER_PIXEL_PER_N", "estimate_bytes", "available_bytes", "check_memory"]
+
+#: Peak bytes per padded pixel per unit of the model width N (measured peaks rounded up).
+BYTES_PER_PIXEL_PER_N = 33
+_BASE = 512 << 20  # the interpreter, torch and the weights
+_GIB = 1 << 30
+
+
+def estimate_bytes(model: "TCM", height: int, width: int) -> int:
+    """Estimated peak memory of coding a ``height`` x ``width`` image (padded to 64) with ``model``."""
+    m = model.pad_multiple
+    padded = (-(-height // m) * m) * (-(-width // m) * m)
+    return _BASE + BYTES_PER_PIXEL_PER_N * model.config.N * padded
+
+
+def available_bytes(device: str = "cpu") -> int | None:
+    """Memory available for coding on ``device`` (None when unknown)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(model: "TCM", height: int, width: int, what: str) -> None:
+    """Raise :class:`ResourceError` if coding the image would need more memory than is available.
+
+    Args:
+        model: the model that will code the image.
+        height: image height.
+        width: image width.
+        what: "encode" or "decode", for the message.
+    """
+    if os.environ.get("TCMCODEC_IGNORE_MEMORY", "") not in ("", "0"):
+        return
+    device = str(next(model.parameters()).device)
+    need, have = estimate_bytes(model, height, width), available_bytes(device)
+    if have is not None and need > have:
+        raise ResourceError(
+            f"a {width}x{height} image needs about {need / _GIB:.1f} GiB to {what} with this model, "
+            f"{have / _GIB:.1f} GiB are available on {device}: use a machine with more memory "
+            "(or set TCMCODEC_IGNORE_MEMORY=1 to try anyway)"
+        )
