@@ -198,13 +198,30 @@ def test_corrupt_or_truncated_blob_raises_format_error(blob_and_calls):
 def test_decoding_past_the_end_raises_format_error(blob_and_calls):
     blob, indexes, tables, _ = blob_and_calls
     decoder = SymbolDecoder(blob)
-    decoder.decode(indexes[:100], tables)
     with pytest.raises(FormatError):
         decoder.finish()  # symbols left over
-    decoder.decode(indexes[100:], tables)
+    decoder.decode(indexes, tables)
     decoder.finish()
     with pytest.raises(FormatError):
         decoder.decode(indexes[:1], tables)
+
+
+def _reseal(body: bytes) -> bytes:
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+def test_unread_words_after_the_last_symbol_are_a_format_error(blob_and_calls):
+    blob, indexes, tables, _ = blob_and_calls
+    decoder = SymbolDecoder(_reseal(blob[:-4] + bytes(range(8))))  # two junk words, CRC recomputed
+    decoder.decode(indexes, tables)
+    with pytest.raises(FormatError, match="unread words"):
+        decoder.finish()
+
+
+def test_a_stream_too_short_for_its_symbol_count_is_rejected_before_decoding():
+    for count, words in ((10, b""), (10_000_000, b"\x01\x02\x03\x04"), (0, b"\x01\x02\x03\x04")):
+        with pytest.raises(FormatError, match="cannot hold"):
+            SymbolDecoder(_reseal(_uvarint(count) + words))
 
 
 def test_garbage_with_a_valid_checksum_never_crashes(blob_and_calls):

@@ -29,6 +29,7 @@ the next ones, so on two free cores decoding costs little more than ``constricti
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import zlib
@@ -68,6 +69,9 @@ _CHUNK = 16
 _SIDE_MODEL = _model.Uniform(2)
 _NB_MODEL = _model.Categorical(np.ldexp(1.0, -np.arange(1, _MAX_NB + 1)), perfect=False)
 _UNIFORM_FAMILY = _model.Uniform()
+
+#: Fewest bits a table-coded symbol can cost: the ESCAPE keeps at least 2**-16 of every table.
+_MIN_SYMBOL_BITS = -math.log2(1 - 2.0**-16)
 
 
 def _coder_call(fn, *args):
@@ -301,6 +305,14 @@ class SymbolDecoder:
         words = body[pos:]
         if len(words) % 4:
             raise FormatError(f"entropy-coded stream: {len(words)} payload bytes, not whole words")
+        n_words = len(words) // 4
+        # Every symbol costs at least -log2(1 - 2**-16) bits (no table gives one symbol more than
+        # 1 - 2**-16: the ESCAPE keeps 2**-16), and a non-empty stream ends in at least one word.
+        min_words = 0 if self._count == 0 else max(1, math.ceil(self._count * _MIN_SYMBOL_BITS / 32))
+        if n_words < min_words or (self._count == 0 and n_words):
+            raise FormatError(
+                f"entropy-coded stream: {n_words} words cannot hold {self._count} symbols (at least {min_words})"
+            )
         self._decoder = _queue.RangeDecoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
         self._used = 0
 
@@ -401,6 +413,8 @@ class SymbolDecoder:
         """
         if self.remaining:
             raise FormatError(f"entropy-coded stream has {self.remaining} undecoded symbols")
+        if not self._decoder.maybe_exhausted():
+            raise FormatError("entropy-coded stream has unread words after its last symbol (or was truncated)")
 
 
 def encode_symbols(
