@@ -43,7 +43,7 @@ from tcmcodec.evaluation.codecs import (
     CODECS,
     DEFAULT_CODECS,
     AnchorCoder,
-    Codec,
+    AnchorCodec,
     available_codecs,
     codec_versions,
     decode,
@@ -52,7 +52,7 @@ from tcmcodec.evaluation.codecs import (
 from tcmcodec.codec.files import IMAGE_SUFFIXES, list_images
 
 __all__ = [
-    "Codec",
+    "AnchorCodec",
     "CODECS",
     "DEFAULT_CODECS",
     "IMAGE_SUFFIXES",

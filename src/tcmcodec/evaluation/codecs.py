@@ -1,7 +1,7 @@
 """Classical codecs of the anchors, one class per backend: whether its library is installed, its version,
 and encode / decode of one RGB image (see :mod:`tcmcodec.evaluation.anchors` for the measurement).
 
-Adding a codec is one entry in :data:`CODECS`: an instance of a :class:`Codec` subclass with its sweep.
+Adding a codec is one entry in :data:`CODECS`: an instance of an :class:`AnchorCodec` subclass with its sweep.
 Codec libraries are optional and imported on use: Pillow (JPEG, WebP, JPEG 2000, AVIF), pillow_heif
 (HEIF, AVIF), imagecodecs (JPEG XL, AVIF).
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Codec", "AnchorCoder", "CODECS", "DEFAULT_CODECS", "available_codecs", "codec_versions", "encode", "decode"]
+__all__ = ["AnchorCodec", "AnchorCoder", "CODECS", "DEFAULT_CODECS", "available_codecs", "codec_versions", "encode", "decode"]
 
 
 def _pil_save(img: Any, fmt: str, **kw: Any) -> bytes:
@@ -37,7 +37,7 @@ def _pil_version() -> str:
 
 
 @dataclass(frozen=True)
-class Codec:
+class AnchorCodec:
     """A codec anchor: ``values`` is the default sweep of ``param``, from low to high quality.
 
     Subclasses implement :meth:`check` (raise ImportError with a short reason when the library is
@@ -64,7 +64,7 @@ class Codec:
 
 
 @dataclass(frozen=True)
-class PillowCodec(Codec):
+class PillowCodec(AnchorCodec):
     """A format Pillow writes itself (JPEG, WebP, JPEG 2000); ``feature``: Pillow's feature name."""
 
     format: str = ""
@@ -97,7 +97,7 @@ class PillowCodec(Codec):
 
 
 @dataclass(frozen=True)
-class AvifCodec(Codec):
+class AvifCodec(AnchorCodec):
     """AVIF through the first backend with an AV1 encoder: Pillow, pillow_heif or imagecodecs."""
 
     def check(self) -> None:
@@ -155,7 +155,7 @@ class AvifCodec(Codec):
 
 
 @dataclass(frozen=True)
-class JpegXlCodec(Codec):
+class JpegXlCodec(AnchorCodec):
     """JPEG XL through imagecodecs (libjxl)."""
 
     def check(self) -> None:
@@ -187,7 +187,7 @@ class JpegXlCodec(Codec):
 
 
 @dataclass(frozen=True)
-class HeifCodec(Codec):
+class HeifCodec(AnchorCodec):
     """HEIF (HEVC, x265) through pillow_heif."""
 
     def check(self) -> None:
@@ -225,7 +225,7 @@ class HeifCodec(Codec):
 _JPEG_QUALITIES = (3, 5, 8, 12, 17, 25, 35, 50, 65, 78, 87, 92)
 # Sweeps chosen on Kodak to span about 0.1 to 2 bpp where the codec can (JPEG and WebP cannot go much below
 # 0.15-0.25 bpp on Kodak even at their lowest quality).
-CODECS: dict[str, Codec] = {
+CODECS: dict[str, AnchorCodec] = {
     c.key: c
     for c in (
         PillowCodec("jpeg", "JPEG 4:2:0", "quality", _JPEG_QUALITIES, {"subsampling": "4:2:0", "optimize": True},
@@ -248,7 +248,7 @@ CODECS: dict[str, Codec] = {
 DEFAULT_CODECS = tuple(CODECS)
 
 
-def _get(key: str) -> Codec:
+def _get(key: str) -> AnchorCodec:
     try:
         return CODECS[key]
     except KeyError:

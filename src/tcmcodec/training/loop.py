@@ -37,12 +37,12 @@ from .config import TrainConfig, add_arguments, config_from_args
 from .data import CropDataset, StepSampler, rng_for
 from .loss import lr_factor, rate_distortion_loss
 
-__all__ = ["Run", "setup", "train_step", "train", "validate", "main"]
+__all__ = ["Run", "setup", "train_step", "train", "measure_validation", "main"]
 
 
 # ----------------------------------------------------------------------------- validation
 @torch.no_grad()
-def validate(model: TCM, cfg: TrainConfig) -> list[dict[str, float]]:
+def measure_validation(model: TCM, cfg: TrainConfig) -> list[dict[str, float]]:
     """Real ``.tcm`` files of the validation images: bpp from the file size, PSNR of the decoded image.
 
     Args:
@@ -331,7 +331,7 @@ def train(cfg: TrainConfig) -> TCM:
                 if save:
                     save_checkpoint(run.last, run.model, run.opt, run.aux_opt, run.sched, step, cfg, rng_states)
                 if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
-                    logger.val(step, validate(run.model, cfg))
+                    logger.val(step, measure_validation(run.model, cfg))
             if stopping:
                 break
     finally:
