@@ -105,18 +105,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  tcm           {len(data):>9,} bytes  {8 * len(data) / pixels:6.3f} bpp  PSNR {p_tcm:5.2f} dB  "
           f"(encode {t_enc:.1f} s, decode {t_dec:.1f} s, model load {t_load:.1f} s; "
           f"{'bit-exact' if exact else 'NOT bit-exact'})")
-    if jpeg is None:
-        print(f"  JPEG 4:2:0    cannot reach {p_tcm:.2f} dB even at quality 100")
-    else:
-        q, jdata, p_jpeg = jpeg
-        name = f"sample_jpeg_q{q}.jpg"
-        write_atomic(out_dir / name, jdata)
-        print(f"  JPEG 4:2:0    {len(jdata):>9,} bytes  {8 * len(jdata) / pixels:6.3f} bpp  PSNR {p_jpeg:5.2f} dB  "
-              f"(quality {q}, the smallest JPEG at >= {p_tcm:.2f} dB)")
-        if len(jdata) >= len(data):
-            print(f"  JPEG needs {len(jdata) / len(data):.2f}x the bytes of tcm at the same PSNR "
-                  f"(tcm saves {100 * (1 - len(data) / len(jdata)):.0f}%)")
-        else:
-            print(f"  tcm needs {len(data) / len(jdata):.2f}x the bytes of JPEG at the same PSNR")
+    _report_jpeg(jpeg, len(data), p_tcm, pixels, out_dir)
     print(f"  outputs in {out_dir}")
     return 0 if exact else 1
+
+
+def _report_jpeg(jpeg: tuple[int, bytes, float] | None, tcm_bytes: int, p_tcm: float, pixels: int,
+                 out_dir: Path) -> None:
+    """Print (and write) the smallest JPEG at the tcm file's PSNR, and how the sizes compare."""
+    if jpeg is None:
+        print(f"  JPEG 4:2:0    cannot reach {p_tcm:.2f} dB even at quality 100")
+        return
+    q, jdata, p_jpeg = jpeg
+    write_atomic(out_dir / f"sample_jpeg_q{q}.jpg", jdata)
+    print(f"  JPEG 4:2:0    {len(jdata):>9,} bytes  {8 * len(jdata) / pixels:6.3f} bpp  PSNR {p_jpeg:5.2f} dB  "
+          f"(quality {q}, the smallest JPEG at >= {p_tcm:.2f} dB)")
+    if len(jdata) >= tcm_bytes:
+        print(f"  JPEG needs {len(jdata) / tcm_bytes:.2f}x the bytes of tcm at the same PSNR "
+              f"(tcm saves {100 * (1 - tcm_bytes / len(jdata)):.0f}%)")
+    else:
+        print(f"  tcm needs {tcm_bytes / len(jdata):.2f}x the bytes of JPEG at the same PSNR")
