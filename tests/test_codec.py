@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -478,3 +479,17 @@ def test_pillow_does_not_identify_broken_headers(coded, tmp_path):
     path.write_bytes(coded[:4] + b"\x09" + coded[5:])  # unsupported version
     with pytest.raises(Image.UnidentifiedImageError):
         Image.open(path)
+
+
+def test_a_fuzzed_sample_of_mutated_files_only_ever_raises_format_or_resource_errors():
+    # benchmarks/fuzz_decoder.py runs >= 10,000 inputs; this is a fast sample of every mutation kind.
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_decoder.py"
+    spec = importlib.util.spec_from_file_location("fuzz_decoder", path)
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    result = fuzz.run(140, seed=3, timeout=60.0)
+    assert result["counts"]["other_exception"] == 0, result["failures"]
+    assert result["counts"]["hang"] == 0
+    assert result["counts"]["format_error"] > 100
