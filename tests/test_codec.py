@@ -493,3 +493,11 @@ def test_a_fuzzed_sample_of_mutated_files_only_ever_raises_format_or_resource_er
     assert result["counts"]["other_exception"] == 0, result["failures"]
     assert result["counts"]["hang"] == 0
     assert result["counts"]["format_error"] > 100
+
+
+def test_a_file_of_a_preset_without_shipped_weights_is_a_format_error_naming_the_model(small, tcm_xs):
+    header, streams = bitstream.unpack(codec.compress(small, tcm_xs))
+    kw = dict(model="tcm-s", weights_id=header.weights_id, quality=0.0, height=header.height, width=header.width)
+    data = bitstream.pack(bitstream.Header(**kw), streams)
+    with pytest.raises(FormatError, match="coded with tcm-s, whose weights are not shipped.*--checkpoint"):
+        codec.decompress(data)

@@ -129,6 +129,12 @@ def _decode_model_for(
     if model is not None:
         return resolve(model, checkpoint, device, cached)
     if header.model in zoo.list_models():
+        if checkpoint is None and zoo.get_preset(header.model).weights_path() is None:
+            raise FormatError(
+                f"this file was coded with {header.model}, whose weights are not shipped with tcmcodec: "
+                "decode it with the checkpoint it was coded with (--checkpoint / checkpoint=; the authors' "
+                "checkpoints are linked from https://github.com/jmliu206/LIC_TCM)"
+            )
         return resolve(header.model, checkpoint, device, cached)
     if checkpoint is not None:
         return resolve(None, checkpoint, device, cached)
