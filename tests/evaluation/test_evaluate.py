@@ -16,7 +16,7 @@ from tcmcodec.evaluation import results
 from tcmcodec.cli import main as tcm_main
 from tcmcodec.evaluation.evaluate import evaluate, parse_qualities
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # MS-SSIM needs both sides >= 161: the smallest crops that it can measure, padded to 192x192.
 CROP_W, CROP_H = 192, 176
 

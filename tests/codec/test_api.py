@@ -485,7 +485,7 @@ def test_a_fuzzed_sample_of_mutated_files_only_ever_raises_format_or_resource_er
     # benchmarks/fuzz_decoder.py runs >= 10,000 inputs; this is a fast sample of every mutation kind.
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_decoder.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "fuzz_decoder.py"
     spec = importlib.util.spec_from_file_location("fuzz_decoder", path)
     fuzz = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fuzz)
