@@ -50,6 +50,7 @@ class TrainConfig:
     val_dir: str = "../shared/data/kodak"  # validation images (real bitstreams)
     val_images: int = 24  # how many of them
     val_qualities: list[float] = field(default_factory=lambda: [1.0, 4.0, 8.0])  # continuous-rate models
+    val_quantile_steps: int = 1000  # aux-loss steps fitting a copy's quantiles before validation (0: none)
     tensorboard: bool = True  # also log to OUT/tb (if tensorboard is installed)
     seed: int = 1234  # every random draw derives from (seed, rank, step)
     max_minutes: float = 0.0  # stop (and save) after this wall time; 0: no limit
