@@ -12,7 +12,16 @@ from typing import Any
 
 from tcmcodec.errors import FormatError
 
-from .options import add_model_args, add_output_args, check_inputs, model_arg, plan_outputs, run_batch, write_atomic
+from .options import (
+    add_model_args,
+    add_output_args,
+    check_inputs,
+    check_quality_arg,
+    model_arg,
+    plan_outputs,
+    run_batch,
+    write_atomic,
+)
 from .registry import UsageError, command
 
 
@@ -48,10 +57,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from tcmcodec import codec
 
     c = codec.Codec(model, args.checkpoint, args.device, pad_mode=args.pad_mode)
-    try:
-        codec.check_quality(c.model, args.quality)
-    except ValueError as e:
-        raise UsageError(f"--quality: {e}") from None
+    check_quality_arg(c.model, args.quality)
 
     def work(src: Path, dst: Path) -> str:
         t0 = time.perf_counter()

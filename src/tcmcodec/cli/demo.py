@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .options import add_model_args, model_arg, write_atomic
-from .registry import CLIError, UsageError, command
+from .options import add_model_args, check_quality_arg, model_arg, write_atomic
+from .registry import CLIError, command
 
 __all__ = ["cmd_demo", "jpeg_for_psnr"]
 
@@ -81,10 +81,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     c = codec.Codec(model, args.checkpoint, args.device)
     t_load = time.perf_counter() - t0
-    try:
-        codec.check_quality(c.model, args.quality)
-    except ValueError as e:
-        raise UsageError(f"--quality: {e}") from None
+    check_quality_arg(c.model, args.quality)
     m = measure(TcmCoder(c), img, args.quality, ms_ssim=False)
     data, dec, exact, t_enc, t_dec, p_tcm = m.data, m.decoded, m.exact, m.encoding_time, m.decoding_time, m.psnr
 

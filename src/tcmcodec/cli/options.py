@@ -15,7 +15,7 @@ from tcmcodec.errors import ResourceError, one_line
 from .registry import CLIError, UsageError
 
 __all__ = [
-    "say", "write_atomic", "check_inputs", "plan_outputs", "run_batch", "progress", "model_arg", "add_model_args",
+    "say", "write_atomic", "check_quality_arg", "check_inputs", "plan_outputs", "run_batch", "progress", "model_arg", "add_model_args",
     "add_output_args",
 ]
 
@@ -36,6 +36,16 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     if not directory.is_dir():
         raise CLIError(f"{directory}: no such directory")
     _fileio.write_atomic(path, data)
+
+
+def check_quality_arg(model: Any, quality: float | None) -> None:
+    """``--quality`` checked against a loaded model (``codec.check_quality``); :class:`UsageError` if wrong."""
+    from tcmcodec import codec
+
+    try:
+        codec.check_quality(model, quality)
+    except ValueError as e:
+        raise UsageError(f"--quality: {e}") from None
 
 
 def check_inputs(paths: Sequence[str]) -> list[Path]:

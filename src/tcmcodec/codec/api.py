@@ -79,8 +79,8 @@ ALPHA_STREAM = "alpha"
 CHECK_STREAM = "check"
 
 
+# --------------------------------------------------------------------------------------- coding
 
-# --------------------------------------------------------------------------------------- models
 
 def _compress(
     model: "TCM", image: ImageInput, quality: float | None, pad_mode: str, reconstruct: bool = True
@@ -165,6 +165,7 @@ def _decompress(model: "TCM", header: bitstream.Header, streams: dict[str, bytes
     from tcmcodec.models import ModelStreams
 
     _check_model(header, model)
+    check_memory(model, header.height, header.width, "decode")  # before anything the size of the image
     alpha = None
     if header.has_alpha:
         if ALPHA_STREAM not in streams:
@@ -177,7 +178,6 @@ def _decompress(model: "TCM", header: bitstream.Header, streams: dict[str, bytes
             raise FormatError(f"missing {CHECK_STREAM!r} stream (required in format version {header.version})")
         checks, param_dtype = streams[CHECK_STREAM], torch.float64
     coded = ModelStreams(z=streams["z"], y=streams["y"], z_shape=header.z_shape, checks=checks)
-    check_memory(model, header.height, header.width, "decode")
     # Corrupt data surfaces as FormatError from the stream decoders; anything else is a bug or a
     # resource failure (e.g. out of memory) and propagates as itself.
     with torch.inference_mode():

@@ -21,6 +21,7 @@ against the file size, the CRC-32) before returning anything; every problem is a
 from __future__ import annotations
 
 import math
+import re
 import struct
 import zlib
 from collections.abc import Collection, Mapping
@@ -49,24 +50,14 @@ __all__ = [
 ]
 
 from .header import (  # noqa: F401 - the container's constants and Header are part of its API
-    _CRC_SIZE,
     _F32,
-    _FLAG_WEIGHTS,
-    _MODE_MASK,
     _MODEL_RE,
     _NO_WEIGHTS_ID,
-    _PAD_SHIFT,
-    _RESERVED_MASK,
-    _STREAM_RE,
-    _VARINT_MAX,
-    _VARINT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
     MAGIC,
     MAX_DIMENSION,
     MAX_MODEL_NAME,
     MAX_PAD_SLACK,
-    MAX_STREAM_NAME,
-    MAX_STREAMS,
     MODES,
     PAD_MODES,
     PAD_UNIT,
@@ -79,6 +70,20 @@ from .header import (  # noqa: F401 - the container's constants and Header are p
     _padded_ok,
     weights_digest,
 )
+
+#: Stream names: 1..MAX_STREAM_NAME characters of [A-Za-z0-9_]; at most MAX_STREAMS streams per file.
+MAX_STREAM_NAME = 16
+MAX_STREAMS = 16
+# Flags byte: bits 0-2 mode code, bit 3 pad mode, bit 4 weights_id present, bits 5-7 reserved (0).
+_MODE_MASK = 0x07
+_PAD_SHIFT = 3
+_FLAG_WEIGHTS = 0x10
+_RESERVED_MASK = 0xE0
+_VARINT_MAX_BYTES = 5  # values < 2**35; we further cap at 2**32 - 1
+_VARINT_MAX = (1 << 32) - 1
+_CRC_SIZE = 4
+_STREAM_RE = re.compile(r"[A-Za-z0-9_]{1,%d}\Z" % MAX_STREAM_NAME)
+
 
 
 # --------------------------------------------------------------------------------------- encoding

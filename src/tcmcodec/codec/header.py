@@ -48,23 +48,9 @@ MAX_PAD_SLACK = 128
 REQUIRED_STREAMS: tuple[str, ...] = ("z", "y")
 
 MAX_MODEL_NAME = 32
-MAX_STREAM_NAME = 16
-MAX_STREAMS = 16
 WEIGHTS_ID_SIZE = 8
 _NO_WEIGHTS_ID = bytes(WEIGHTS_ID_SIZE)
-
-# Flags byte: bits 0-2 mode code, bit 3 pad mode, bit 4 weights_id present, bits 5-7 reserved (0).
-_MODE_MASK = 0x07
-_PAD_SHIFT = 3
-_FLAG_WEIGHTS = 0x10
-_RESERVED_MASK = 0xE0
-
-_VARINT_MAX_BYTES = 5  # values < 2**35; we further cap at 2**32 - 1
-_VARINT_MAX = (1 << 32) - 1
-_CRC_SIZE = 4
-
 _MODEL_RE = re.compile(r"[A-Za-z0-9._+-]{1,%d}\Z" % MAX_MODEL_NAME)
-_STREAM_RE = re.compile(r"[A-Za-z0-9_]{1,%d}\Z" % MAX_STREAM_NAME)
 _F32 = struct.Struct("<f")
 
 
