@@ -8,6 +8,8 @@ Optional extras (matplotlib, scipy, imagecodecs, pillow_heif, jsonschema, ...): 
 the ``require_module`` / ``missing_optional`` fixtures, which skip locally but FAIL when the ``CI``
 environment variable is set (``make test`` installs every extra: ``pip install -e .[all]``).
 
+The authors' checkpoints are never downloaded: ``TCMCODEC_OFFLINE=1`` and an empty temporary cache.
+
 Torch runs single-threaded in the tests (``OMP_NUM_THREADS=1`` unless already set): on a small,
 shared CPU, multi-threaded small convolutions are up to 100x slower from thread contention.
 """
@@ -18,6 +20,7 @@ import importlib
 import importlib.util
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -26,6 +29,10 @@ from typing import NoReturn
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before anything imports torch
+# No test downloads anything: the authors' checkpoints are looked up in an empty cache, offline (the
+# download path is tested against a local server in tests/zoo/test_hub.py).
+os.environ["TCMCODEC_OFFLINE"] = "1"
+os.environ["TCMCODEC_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="tcmcodec-test-cache-"), "cache")
 
 #: The shared data folder next to the repository clone (e.g. /work/shared next to /work/main).
 SHARED_DIR = Path(os.environ.get("TCMCODEC_SHARED_DIR") or Path(__file__).resolve().parents[1].parent / "shared")

@@ -56,4 +56,4 @@ def test_every_public_submodule_is_listed_as_lazy():
 
 def test_the_cli_registers_every_subcommand_in_help_order():
     out = _fresh_python("import tcmcodec.cli as cli\nprint(' '.join(cli.COMMANDS))")
-    assert out == "compress decompress info models demo eval anchors bdrate plot train"
+    assert out == "compress decompress info models weights demo eval anchors bdrate plot train"

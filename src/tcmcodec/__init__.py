@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import FormatError, ResourceError
+from .errors import FormatError, ResourceError, WeightsError
 
 __version__ = "0.1.0"
 
@@ -37,7 +37,7 @@ _SUBMODULES = frozenset({
     "zoo",
 })
 
-__all__ = ["FormatError", "ResourceError", "__version__", *_LAZY]
+__all__ = ["FormatError", "ResourceError", "WeightsError", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FormatError", "ResourceError", "one_line"]
+__all__ = ["FormatError", "ResourceError", "WeightsError", "one_line"]
 
 
 class FormatError(ValueError):
@@ -18,6 +18,13 @@ class ResourceError(MemoryError):
 
     Raised before any network runs; the message gives the image size, the estimated and the
     available memory, and what to do.
+    """
+
+
+class WeightsError(OSError):
+    """Published weights cannot be had: not in the cache and not downloadable (offline, no network),
+    or a file that fails verification (checksum, architecture). The message is one line that says
+    where to get the file and how to import it.
     """
 
 

@@ -151,6 +151,7 @@ def test_models_lists_the_registry(run):
     rc, out, _ = run("models", "--json")
     rows = {r["name"]: r for r in json.loads(out)}
     assert rows["tcm-xs"]["quality"] == [1, 8] and rows["tcm-s"]["quality"] is None
+    assert rows["tcm-s"]["published"] == [1, 2, 3, 4, 5, 6] and rows["tcm-m"]["published"] == []
     assert isinstance(rows["tcm-xs"]["pretrained"], bool)
 
 
@@ -199,7 +200,9 @@ def test_corrupt_files_fail_with_one_line_and_no_output(run, tcm_file, tcm_xs_ch
         (["compress", "{png}", "--model", "tcm-s", "--checkpoint", "{ckpt}"], 1, "architecture"),
         (["compress", "{png}", "-o", "{png}", "--checkpoint", "{ckpt}"], 2, "overwrite the input"),
         (["compress", "{png}", "-o", "{tmp}/no/such/dir/x.tcm", "--checkpoint", "{ckpt}"], 1, "no such directory"),
-        (["decompress", "{tcm}", "--model", "tcm-s", "-o", "{tmp}/o.png"], 1, "no shipped weights for tcm-s"),
+        (["decompress", "{tcm}", "--model", "tcm-m", "-o", "{tmp}/o.png"], 1, "no shipped weights for tcm-m"),
+        (["decompress", "{tcm}", "--model", "tcm-s", "-o", "{tmp}/o.png"], 1, "tcm weights import FILE --model tcm-s"),
+        (["compress", "{png}", "--model", "tcm-s", "--quality", "7"], 2, "published checkpoints at quality 1"),
         (["compress"], 2, "required"),
         (["frobnicate"], 2, "invalid choice"),
         (["compress", "{png}", "--bogus"], 2, "unrecognized arguments"),
@@ -301,7 +304,7 @@ def test_the_console_process_prints_one_line_on_errors(tmp_path):
 
 
 def test_demo_without_installed_weights_says_so_in_one_line(run, tmp_path):
-    rc, out, err = run("demo", "--model", "tcm-s", "-o", tmp_path / "demo")  # tcm-s ships no weights
+    rc, out, err = run("demo", "--model", "tcm-m", "-o", tmp_path / "demo")  # tcm-m has no weights
     assert rc == 1
     assert_one_error_line(err)
     assert "weights are not installed" in err

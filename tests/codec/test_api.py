@@ -497,7 +497,14 @@ def test_a_fuzzed_sample_of_mutated_files_only_ever_raises_format_or_resource_er
 
 def test_a_file_of_a_preset_without_shipped_weights_is_a_format_error_naming_the_model(small, tcm_xs):
     header, streams = bitstream.unpack(codec.compress(small, tcm_xs))
-    kw = dict(model="tcm-s", weights_id=header.weights_id, quality=0.0, height=header.height, width=header.width)
+    kw = dict(model="tcm-m", weights_id=header.weights_id, quality=0.0, height=header.height, width=header.width)
     data = bitstream.pack(bitstream.Header(**kw), streams)
-    with pytest.raises(FormatError, match="coded with tcm-s, whose weights are not shipped.*--checkpoint"):
+    with pytest.raises(FormatError, match="coded with tcm-m, whose weights are not shipped.*--checkpoint"):
+        codec.decompress(data)
+    # tcm-s: the published checkpoint of the header's quality; quality 0 means none of them
+    data = bitstream.pack(bitstream.Header(**{**kw, "model": "tcm-s"}), streams)
+    with pytest.raises(FormatError, match="coded with a tcm-s checkpoint that is not one of the published ones"):
+        codec.decompress(data)
+    data = bitstream.pack(bitstream.Header(**{**kw, "model": "tcm-s", "quality": 7.0}), streams)
+    with pytest.raises(FormatError, match="quality 7 in the header: tcm-s has published checkpoints at quality 1"):
         codec.decompress(data)

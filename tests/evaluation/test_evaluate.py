@@ -106,7 +106,9 @@ def test_quality_specs_parse_to_lists():
 
 def test_fixed_rate_models_take_no_quality(dataset):
     with pytest.raises(ValueError, match="fixed rate"):
-        evaluate(dataset, "tcm-s", qualities="1", progress=False)
+        evaluate(dataset, "tcm-m", qualities="1", progress=False)
+    with pytest.raises(ValueError, match="published checkpoints at quality 1 .*got 7"):
+        evaluate(dataset, "tcm-s", qualities="7", progress=False)
 
 
 def test_fixed_rate_models_give_the_single_rate_point_of_their_weights(dataset):

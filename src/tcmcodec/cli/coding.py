@@ -33,7 +33,8 @@ def _configure_compress(p: argparse.ArgumentParser) -> None:
     add_output_args(p, "IN.tcm")
     add_model_args(p, "tcm-xs")
     p.add_argument("--quality", type=float, metavar="Q",
-                   help="quality of continuous-rate models, 1..8 for tcm-xs (default: the model's)")
+                   help="quality: 1..8 for tcm-xs; for tcm-s the authors' checkpoint 1..6 (lambda 0.0025..0.05, "
+                        "downloaded on first use) (default: the model's)")
     p.add_argument("--pad-mode", choices=("replicate", "zero"), default="replicate",
                    help="padding to a multiple of 64 (default: replicate)")
 
@@ -47,16 +48,18 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if model is not None and args.quality is not None:  # early check, before any file is looked at
         from tcmcodec import zoo
 
-        config = zoo.get_preset(model).config
-        if config.num_gains:
-            try:
-                config.check_quality(args.quality)
-            except ValueError as e:
-                raise UsageError(f"--quality: {e}") from None
+        preset = zoo.get_preset(model)
+        try:
+            if preset.published and args.checkpoint is None:
+                preset.published_weights(args.quality)
+            elif preset.config.num_gains:
+                preset.config.check_quality(args.quality)
+        except ValueError as e:
+            raise UsageError(f"--quality: {e}") from None
     pairs, skipped = plan_outputs(check_inputs(args.inputs), args.output, ".tcm", args.force, args.skip_existing)
     from tcmcodec import codec
 
-    c = codec.Codec(model, args.checkpoint, args.device, pad_mode=args.pad_mode)
+    c = codec.Codec(model, args.checkpoint, args.device, quality=args.quality, pad_mode=args.pad_mode)
     check_quality_arg(c.model, args.quality)
 
     def work(src: Path, dst: Path) -> str:
@@ -203,6 +206,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         rows.append({
             "name": name,
             "pretrained": p.weights_path() is not None,
+            "published": [w.quality for w in p.published],
             "quality": [1, levels] if levels else None,
             "default_quality": p.default_quality,
             "description": p.description,
@@ -214,6 +218,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     print(f"{'name':<{width}}  weights    quality  description")
     for r in rows:
         q = f"{r['quality'][0]}..{r['quality'][1]}" if r["quality"] else "fixed"
-        w = "installed" if r["pretrained"] else "-"
+        if r["published"]:
+            q = f"{min(r['published'])}..{max(r['published'])}" if len(r["published"]) > 1 else str(r["published"][0])
+        w = "installed" if r["pretrained"] else "download" if r["published"] else "-"
         print(f"{r['name']:<{width}}  {w:<9}  {q:<7}  {r['description']}")
     return 0

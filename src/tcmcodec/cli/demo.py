@@ -65,7 +65,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from tcmcodec.evaluation.measure import TcmCoder, measure
 
     model = model_arg(args, "tcm-xs")
-    if args.checkpoint is None and zoo.get_preset(model).weights_path() is None:
+    preset = zoo.get_preset(model) if args.checkpoint is None else None
+    if preset is not None and preset.weights_path() is None and not preset.published:
         raise CLIError(
             f"the {model} weights are not installed (tcmcodec/zoo/weights/{zoo.get_preset(model).weights or '-'} "
             "is missing); pass --checkpoint PATH to run the demo with other weights"

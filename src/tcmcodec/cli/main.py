@@ -1,7 +1,7 @@
 """The ``tcm`` command-line tool: the parser and :func:`main`.
 
 Subcommands live in one module per group and register themselves in :mod:`tcmcodec.cli.registry`:
-:mod:`~tcmcodec.cli.coding` (compress, decompress, info, models), :mod:`~tcmcodec.cli.demo`,
+:mod:`~tcmcodec.cli.coding` (compress, decompress, info, models), :mod:`~tcmcodec.cli.weights`, :mod:`~tcmcodec.cli.demo`,
 :mod:`~tcmcodec.cli.evaluation` (eval, anchors, bdrate, plot), :mod:`~tcmcodec.cli.training` (train).
 This module imports them in that order, which is the ``tcm --help`` order, and they import only the
 registry and :mod:`~tcmcodec.cli.options`, never this module: there is no import cycle.
@@ -23,7 +23,7 @@ from typing import Any
 from tcmcodec import __version__
 from tcmcodec.errors import ResourceError, one_line
 
-from . import coding, demo, evaluation, training  # noqa: F401 - register the subcommands, in --help order
+from . import coding, weights, demo, evaluation, training  # noqa: F401 - register the subcommands, in --help order
 from .registry import COMMANDS, CLIError, Parser
 
 __all__ = ["main", "build_parser", "PROG"]

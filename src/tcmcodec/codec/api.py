@@ -44,6 +44,7 @@ from PIL import Image
 from tcmcodec.codec import container as bitstream
 from tcmcodec.codec.models import (
     CUSTOM_MODEL_NAME,
+    MAX_FIXED_RATE_QUALITY,
     ModelArg,
     check_quality,
     clear_model_cache,
@@ -123,13 +124,20 @@ def _compress(
 def _decode_model_for(
     header: bitstream.Header, model: ModelArg, checkpoint: str | os.PathLike | None, device: str, cached: bool
 ) -> "TCM":
-    """The model named by the caller, or else by the header."""
+    """The model named by the caller, or else by the header (for a preset with published checkpoints,
+    the one of the header's quality)."""
     from tcmcodec import zoo
 
+    if isinstance(model, str) and checkpoint is None:
+        return resolve(model, None, device, cached, quality=_published_or_fail(header, model, header.quality or None))
     if model is not None:
         return resolve(model, checkpoint, device, cached)
     if header.model in zoo.list_models():
-        if checkpoint is None and zoo.get_preset(header.model).weights_path() is None:
+        preset = zoo.get_preset(header.model)
+        if checkpoint is None and preset.published:
+            return resolve(header.model, None, device, cached,
+                           quality=_published_or_fail(header, header.model, header.quality or None))
+        if checkpoint is None and preset.weights_path() is None:
             raise FormatError(
                 f"this file was coded with {header.model}, whose weights are not shipped with tcmcodec: "
                 "decode it with the checkpoint it was coded with (--checkpoint / checkpoint=; the authors' "
@@ -144,6 +152,25 @@ def _decode_model_for(
     )
 
 
+def _published_or_fail(header: bitstream.Header, name: str, quality: float | None) -> float | None:
+    """``quality`` when preset ``name`` has a published checkpoint at it (or has none at all); else FormatError."""
+    from tcmcodec import zoo
+
+    preset = zoo.get_preset(name)  # ValueError listing the known names
+    if not preset.published:
+        return quality
+    if quality is None:
+        raise FormatError(
+            f"this file was coded with a {name} checkpoint that is not one of the published ones: decode it "
+            "with the checkpoint it was coded with (--checkpoint / checkpoint=)"
+        )
+    try:
+        preset.published_weights(quality)
+    except ValueError as e:
+        raise FormatError(f"quality {header.quality:g} in the header: {e}") from None
+    return quality
+
+
 def _check_model(header: bitstream.Header, model: "TCM") -> None:
     if header.has_weights_id:
         wid = weights_id(model)
@@ -155,8 +182,9 @@ def _check_model(header: bitstream.Header, model: "TCM") -> None:
     levels = model_levels(model)
     if levels and not 1.0 <= header.quality <= levels:
         raise FormatError(f"quality {header.quality} out of the model's range [1, {levels}]")
-    if not levels and header.quality != 0.0:
-        raise FormatError(f"quality {header.quality} given for a fixed-rate model (expected 0)")
+    if not levels and not (header.quality.is_integer() and 0 <= header.quality <= MAX_FIXED_RATE_QUALITY):
+        raise FormatError(f"quality {header.quality} given for a fixed-rate model (expected 0 or the quality "
+                          f"of its published checkpoint)")
 
 
 def _decompress(model: "TCM", header: bitstream.Header, streams: dict[str, bytes]) -> Image.Image:
@@ -201,7 +229,7 @@ def compress_with_reconstruction(
         ``(data, reconstruction)``: the ``.tcm`` bytes and the decoded image as a PIL image in the
         restored mode (computed on the encoder side, no decoding needed).
     """
-    return _compress(resolve(model, checkpoint, device, cached=True), image, quality, pad_mode)
+    return _compress(resolve(model, checkpoint, device, True, quality), image, quality, pad_mode)
 
 
 def compress(
@@ -221,7 +249,8 @@ def compress(
             instance, or None to build the model from ``checkpoint`` alone.
         quality: continuous-rate models: the quality in [1, L] (default: the model's
             ``default_quality``); it is stored as float32 and the model is run with the stored value.
-            Must be None for fixed-rate models.
+            Presets with published checkpoints (``tcm-s``, ``tcm-l``): which checkpoint (``tcm-s``:
+            1..6, downloaded on first use). Must be None for other fixed-rate models.
         checkpoint: weights file for ``model`` (see :func:`tcmcodec.zoo.load_checkpoint`).
         device: torch device for a model loaded here (an instance stays where it is).
         pad_mode: ``"replicate"`` (edge pixels, default) or ``"zero"``.
@@ -233,7 +262,7 @@ def compress(
         ValueError: bad image size, quality, model name or arguments.
         OSError: the image file cannot be read.
     """
-    resolved = resolve(model, checkpoint, device, cached=True)
+    resolved = resolve(model, checkpoint, device, True, quality)
     return _compress(resolved, image, quality, pad_mode, reconstruct=False)[0]
 
 
@@ -265,12 +294,15 @@ def decompress(
 
 
 class Codec:
-    """One loaded model for coding many images.
+    """A loaded model for coding many images.
 
     Args:
         model: a preset name, a ``TCM`` instance, or None (with ``checkpoint``).
         checkpoint: weights file (see :func:`compress`); a preset without one uses its shipped weights.
         device: torch device for a model loaded here.
+        quality: presets with published checkpoints (``tcm-s``): the checkpoint loaded now (default:
+            the preset's); others are loaded when :meth:`compress` or :meth:`decompress` needs them.
+            Other models: ignored here (give the quality to :meth:`compress`).
         pad_mode: padding used by :meth:`compress`.
     """
 
@@ -280,12 +312,34 @@ class Codec:
         checkpoint: str | os.PathLike | None = None,
         device: str = "cpu",
         *,
+        quality: float | None = None,
         pad_mode: str = "replicate",
     ) -> None:
         if pad_mode not in bitstream.PAD_MODES:
             raise ValueError(f"pad_mode must be one of {', '.join(bitstream.PAD_MODES)}, got {pad_mode!r}")
-        self.model = resolve(model, checkpoint, device, cached=False)
+        from tcmcodec import zoo
+
+        self._spec = (model, checkpoint, device)
+        #: presets with published checkpoints: one model per quality, loaded when first needed
+        self._per_quality = isinstance(model, str) and checkpoint is None and bool(zoo.get_preset(model).published)
+        self._models: dict[float | None, "TCM"] = {}
+        self.model = self.model_for(quality)
         self.pad_mode = pad_mode
+
+    def model_for(self, quality: float | None) -> "TCM":
+        """The model that codes ``quality``: for a preset with published checkpoints the one of that
+        quality (loaded on first use; None: the one loaded first), else always :attr:`model`."""
+        if self._models and (quality is None or not self._per_quality):
+            return self.model
+        model, checkpoint, device = self._spec
+        key = None
+        if self._per_quality:
+            from tcmcodec import zoo
+
+            key = float(zoo.get_preset(model).published_weights(quality).quality)  # ValueError: none there
+        if key not in self._models:
+            self._models[key] = resolve(model, checkpoint, device, cached=False, quality=key)
+        return self._models[key]
 
     @property
     def name(self) -> str:
@@ -294,18 +348,21 @@ class Codec:
 
     def compress(self, image: ImageInput, quality: float | None = None) -> bytes:
         """Compress one image (see :func:`compress`)."""
-        return _compress(self.model, image, quality, self.pad_mode, reconstruct=False)[0]
+        return _compress(self.model_for(quality), image, quality, self.pad_mode, reconstruct=False)[0]
 
     def compress_with_reconstruction(
         self, image: ImageInput, quality: float | None = None
     ) -> tuple[bytes, Image.Image]:
         """Compress one image; also return what the decoder will produce."""
-        return _compress(self.model, image, quality, self.pad_mode)
+        return _compress(self.model_for(quality), image, quality, self.pad_mode)
 
     def decompress(self, data: bytes, *, max_pixels: int | None = bitstream.DEFAULT_MAX_PIXELS) -> Image.Image:
         """Decode one file with this codec's model (FormatError if it was coded with other weights)."""
         header, streams = bitstream.unpack(data, max_pixels=max_pixels)
-        return _decompress(self.model, header, streams)
+        model = self.model
+        if self._per_quality:
+            model = self.model_for(_published_or_fail(header, self._spec[0], header.quality or None))
+        return _decompress(model, header, streams)
 
     def __repr__(self) -> str:
         return f"Codec(model={self.name!r}, device={str(model_device(self.model))!r})"

@@ -18,8 +18,8 @@ if TYPE_CHECKING:  # torch is imported when a model is needed
 
     from tcmcodec.models import TCM
 
-__all__ = ["ModelArg", "MODEL_CACHE_SIZE", "CUSTOM_MODEL_NAME", "clear_model_cache", "resolve", "model_name",
-           "model_device", "weights_id", "model_levels", "check_quality"]
+__all__ = ["ModelArg", "MODEL_CACHE_SIZE", "CUSTOM_MODEL_NAME", "MAX_FIXED_RATE_QUALITY", "clear_model_cache",
+           "resolve", "model_name", "model_device", "weights_id", "model_levels", "check_quality"]
 
 #: Header model name of a model that is not a registered preset.
 CUSTOM_MODEL_NAME = "custom"
@@ -51,8 +51,22 @@ def _checkpoint_key(checkpoint: str | os.PathLike | None) -> tuple | None:
     return (str(path.resolve()), st.st_mtime_ns, st.st_size)
 
 
-def _load_model(name: str | None, checkpoint: str | os.PathLike | None, device: str) -> "TCM":
-    """Build a model: preset ``name`` with its shipped weights or ``checkpoint``; or just ``checkpoint``."""
+def _published_quality(name: str | None, checkpoint: str | os.PathLike | None, quality: float | None) -> int | None:
+    """The published checkpoint's quality that preset ``name`` loads at ``quality``; None when the preset
+    has no published checkpoints or ``checkpoint`` is given. ValueError for a quality it has none at."""
+    if name is None or checkpoint is not None:
+        return None
+    from tcmcodec import zoo
+
+    preset = zoo.get_preset(name)
+    return preset.published_weights(quality).quality if preset.published else None
+
+
+def _load_model(
+    name: str | None, checkpoint: str | os.PathLike | None, device: str, published: int | None = None
+) -> "TCM":
+    """Build a model: preset ``name`` with its shipped weights, its published checkpoint of quality
+    ``published``, or ``checkpoint``; or just ``checkpoint``."""
     from tcmcodec import zoo
 
     if name is None:
@@ -63,28 +77,35 @@ def _load_model(name: str | None, checkpoint: str | os.PathLike | None, device: 
         preset = zoo.get_preset(preset_name) if preset_name in zoo.list_models() else None
         if preset is not None and model.config != preset.config:
             model.preset_name, preset = None, None  # the file's preset tag does not fit its tensors
-        model.default_quality = preset.default_quality if preset is not None else None
+        model.default_quality = preset.default_quality if preset is not None and not preset.published else None
         return model
     if checkpoint is None:
-        return zoo.create_model(name, pretrained=True, device=device)
+        return zoo.create_model(name, quality=published, pretrained=True, device=device)
     return zoo.create_model(name, checkpoint=checkpoint, device=device)
 
 
-def _cached_model(name: str | None, checkpoint: str | os.PathLike | None, device: str) -> "TCM":
-    key = (name, _checkpoint_key(checkpoint), str(device))
+def _cached_model(
+    name: str | None, checkpoint: str | os.PathLike | None, device: str, published: int | None
+) -> "TCM":
+    key = (name, _checkpoint_key(checkpoint), str(device), published)
     with _cache_lock:
         model = _cache.get(key)
         if model is not None:
             _cache.move_to_end(key)
             return model
-        model = _load_model(name, checkpoint, device)
+        model = _load_model(name, checkpoint, device, published)
         _cache[key] = model
         while len(_cache) > MODEL_CACHE_SIZE:
             _cache.popitem(last=False)
         return model
 
 
-def resolve(model: ModelArg, checkpoint: str | os.PathLike | None, device: str, cached: bool) -> "TCM":
+def resolve(
+    model: ModelArg, checkpoint: str | os.PathLike | None, device: str, cached: bool, quality: float | None = None
+) -> "TCM":
+    """The model to code with: an instance as it is, else preset ``model`` and/or ``checkpoint`` loaded
+    (``cached``: through the module's small cache). ``quality`` picks the checkpoint of a preset with
+    published checkpoints (``tcm-s``: one per quality); other models ignore it here."""
     if model is not None and not isinstance(model, str):
         from tcmcodec.models import TCM
 
@@ -97,7 +118,10 @@ def resolve(model: ModelArg, checkpoint: str | os.PathLike | None, device: str, 
         from tcmcodec import zoo
 
         zoo.get_preset(model)  # ValueError listing the known names
-    return _cached_model(model, checkpoint, device) if cached else _load_model(model, checkpoint, device)
+    published = _published_quality(model, checkpoint, quality)
+    if cached:
+        return _cached_model(model, checkpoint, device, published)
+    return _load_model(model, checkpoint, device, published)
 
 
 def model_device(model: "TCM") -> "torch.device":
@@ -138,12 +162,22 @@ def model_levels(model: "TCM") -> int:
     return int(model.config.num_gains)
 
 
+#: Header quality of fixed-rate models: 0, or the quality of the published checkpoint (a whole number).
+MAX_FIXED_RATE_QUALITY = 16
+
+
 def check_quality(model: "TCM", quality: float | None) -> float:
-    """The header quality of ``model`` at ``quality``: 0.0 for fixed-rate models, else the validated (or
-    default) quality. Raises ``ValueError`` (quality out of range, or given to a fixed-rate model) or
-    ``TypeError`` (not a number)."""
+    """The header quality of ``model`` at ``quality``: for continuous-rate models the validated (or
+    default) quality; for a published fixed-rate checkpoint its quality (``quality`` must be None or
+    that); for other fixed-rate models 0.0 (``quality`` must be None). Raises ``ValueError`` (quality out
+    of range, or not the model's) or ``TypeError`` (not a number)."""
     levels = model_levels(model)
     if not levels:
+        published = getattr(model, "published_quality", None)
+        if published is not None and (quality is None or quality == published):
+            return float(published)
+        if published is not None:
+            raise ValueError(f"this {model_name(model)} model is the quality {published} checkpoint, got {quality:g}")
         if quality is not None:
             raise ValueError(
                 f"{model_name(model)} is a fixed-rate model: it takes no quality (its checkpoint sets the rate)"
@@ -154,8 +188,3 @@ def check_quality(model: "TCM", quality: float | None) -> float:
         if quality is None:
             quality = float(math.ceil((1 + levels) / 2))
     return model.config.check_quality(quality)
-
-
-
-
-# --------------------------------------------------------------------------------------- coding

@@ -175,7 +175,7 @@ def _measure_estimate(model: "TCM", ref: np.ndarray, quality: float | None) -> d
     t0 = time.perf_counter()
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(padded)).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
-        out = model(x, quality)
+        out = model(x, quality if model.config.num_gains else None)  # published fixed-rate: chosen by quality
         bits = sum(float(-torch.log2(lik.double()).sum()) for lik in out["likelihoods"].values())
         x_hat = out["x_hat"][0, :, :h, :w].clamp(0, 1).mul(255).round().to(torch.uint8)
         rec = np.ascontiguousarray(x_hat.permute(1, 2, 0).cpu().numpy())
@@ -194,7 +194,7 @@ def _warm_up(c: Any, ref: np.ndarray, quality: float | None, estimate: bool) -> 
     """Build the coding tables and warm the allocator on a small crop (not measured)."""
     crop = np.ascontiguousarray(ref[:_WARMUP_SIDE, :_WARMUP_SIDE])
     if estimate:
-        _measure_estimate(c.model, crop, quality)
+        _measure_estimate(c.model_for(quality), crop, quality)
     else:
         c.decompress(c.compress(crop, quality))
 
@@ -218,7 +218,7 @@ def _measure_all(
             if n == 0:
                 _warm_up(c, ref, run_q[0], estimate)
             for i, (q, rq) in enumerate(zip(points, run_q)):
-                m = _measure_estimate(c.model, ref, rq) if estimate else _measure_real(c, img, ref, rq)
+                m = _measure_estimate(c.model_for(rq), ref, rq) if estimate else _measure_real(c, img, ref, rq)
                 if not estimate and not m["exact"]:
                     mismatches += 1
                 rows.append({"image": path.name, "point": i, "param": q, "width": ref.shape[1],
@@ -273,7 +273,7 @@ def _weights_label(c: Any, model: Any, checkpoint: str | os.PathLike | None) -> 
     if checkpoint is not None:
         return f"weights {Path(checkpoint).name}"
     if isinstance(model, str):
-        return "shipped weights"
+        return "the authors' published checkpoints" if zoo.get_preset(model).published else "shipped weights"
     return f"the given model instance, weights id {zoo.weights_id(c.model).hex()}"
 
 
@@ -337,14 +337,20 @@ def evaluate(
 
     spec = parse_qualities(qualities)  # syntax, before anything is loaded
     images = _check_dataset(dataset_dir)
-    if isinstance(model, str) and spec is not None:
+    published = zoo.get_preset(model).published if isinstance(model, str) and checkpoint is None else ()
+    if published:  # one checkpoint per quality (tcm-s): default all of them
+        spec = spec if spec is not None else [float(w.quality) for w in published]
+        for q in spec:
+            zoo.get_preset(model).published_weights(q)  # ValueError naming the published qualities
+    elif isinstance(model, str) and spec is not None:
         parse_qualities(spec, zoo.get_preset(model).levels)
 
-    # --- the model, loaded once
-    c = codec.Codec(model, checkpoint, device)
-    levels = int(c.model.config.num_gains)
+    # --- the model, loaded once (presets with published checkpoints: one per quality, when first used)
+    c = codec.Codec(model, checkpoint, device, quality=spec[0] if published else None)
+    levels = len(published) or int(c.model.config.num_gains)
     if spec is not None:
-        parse_qualities(spec, levels)
+        if not published:
+            parse_qualities(spec, levels)
         points: list[float | None] = list(spec)
     else:
         points = [float(q) for q in range(1, levels + 1)] if levels else [None]

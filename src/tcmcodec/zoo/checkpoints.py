@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,9 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> "TCM":
                 model = TCM.from_state_dict(obj)
     except ValueError:
         raise
+    except pickle.UnpicklingError:  # not a torch file, or one that holds more than tensors (code): refused
+        raise ValueError(f"cannot load checkpoint {path}: not a safetensors file or a torch checkpoint of plain "
+                         "tensors") from None
     except Exception as e:  # noqa: BLE001 - unreadable file or mismatched tensors: a bad checkpoint
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ValueError(f"cannot load checkpoint {path}: {first}") from None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from tcmcodec.models.config import TCMConfig
 
 from .checkpoints import load_checkpoint
-from .registry import Preset, get_preset, list_models, register
+from .registry import Preset, PublishedWeights, get_preset, list_models, register
 
 if TYPE_CHECKING:
     from tcmcodec.models import TCM
@@ -27,9 +27,12 @@ def create_model(
 
     Args:
         name: preset name (see ``list_models()``).
-        quality: default quality for continuous-rate presets (``model.default_quality``), in [1, 8].
-            Fixed-rate presets take no quality here (their rate is set by the weights).
-        pretrained: load the preset's shipped weights (ValueError if it ships none).
+        quality: continuous-rate presets: the default quality (``model.default_quality``), in [1, L].
+            Fixed-rate presets with published checkpoints: which checkpoint ``pretrained`` loads
+            (``tcm-s``: 1..6 for lambda 0.0025..0.05; None: the preset's default). Other fixed-rate
+            presets take none (their rate is set by the weights).
+        pretrained: load the preset's shipped weights, or its published checkpoint (downloaded into
+            the cache on first use, see :mod:`tcmcodec.zoo.hub`); ValueError if it has neither.
         checkpoint: load these weights instead (see ``load_checkpoint``); must fit the preset.
         device: torch device.
 
@@ -39,12 +42,20 @@ def create_model(
     from tcmcodec.models import TCM
 
     preset = get_preset(name)
+    if pretrained and checkpoint is not None:
+        raise ValueError("pass either pretrained=True or checkpoint, not both")
+    if preset.published and pretrained:
+        from .hub import fetch_weights
+
+        weights = preset.published_weights(quality)  # ValueError naming the choices
+        model = load_checkpoint(fetch_weights(preset, weights.quality), device)
+        model.preset_name, model.default_quality = name, None
+        model.published_quality = weights.quality
+        return model
     if quality is not None:
         if not preset.continuous_rate:
             raise ValueError(f"{name} is a fixed-rate model: choose the rate with its checkpoint, not quality")
         quality = preset.config.check_quality(quality)
-    if pretrained and checkpoint is not None:
-        raise ValueError("pass either pretrained=True or checkpoint, not both")
     if checkpoint is not None:
         model = load_checkpoint(checkpoint, device)
         if model.config != preset.config:
@@ -64,9 +75,33 @@ def create_model(
     return model
 
 
-register(Preset("tcm-s", TCMConfig(N=64), "TCM small (N=64, M=320), the paper's S model; 45.2 M parameters"))
+#: The authors' MSE checkpoints (https://github.com/jmliu206/LIC_TCM, README "Pretrained Model"): lambda
+#: and Google Drive file id. Qualities 1..6 are the paper's six lambdas.
+_LAMBDAS = (0.0025, 0.0035, 0.0067, 0.013, 0.025, 0.05)
+_DRIVE_S = ("1zpkW_MCkUWl8nRUlza0L7Fk7dXlXciZd", "1x2rfIQAv8RsjM3zEByDdOZJtEcPU5XZT", "17THA1IiPStSO6jG4h5clwkw0ySzgLZID",
+            "1UbfQFsrr-Z6SrvZvpX4p1QPta5FCORZ5", "1rc4E2Rke1Jd8UnLq73NaXbfAdcBGGPKg", "1Quz6_jGJyaG6LMUbT4JuOhhQWxJN26Kh")
+_DRIVE_L = {6: "1TK-CPiD2QwtWJqZoT_OyCtnxdQ7UNP56"}
+
+
+def _drive(name: str, quality: int, file_id: str) -> PublishedWeights:
+    lmbda = _LAMBDAS[quality - 1]
+    return PublishedWeights(
+        quality=quality, lmbda=lmbda, url=f"https://drive.google.com/uc?id={file_id}",
+        filename=f"{name}-q{quality}-mse-{lmbda:g}.pth.tar", page=f"https://drive.google.com/file/d/{file_id}/view",
+    )
+
+
+register(Preset(
+    "tcm-s", TCMConfig(N=64), "TCM small (N=64, M=320), the paper's S model; 45.2 M parameters; "
+    "the authors' 6 checkpoints (quality 1..6), downloaded on first use",
+    default_quality=3, published=tuple(_drive("tcm-s", q, i) for q, i in enumerate(_DRIVE_S, 1)),
+))
 register(Preset("tcm-m", TCMConfig(N=96), "TCM middle (N=96, M=320), the paper's M model; 59.1 M parameters"))
-register(Preset("tcm-l", TCMConfig(N=128), "TCM large (N=128, M=320), the official checkpoint's model; 76.6 M parameters"))
+register(Preset(
+    "tcm-l", TCMConfig(N=128), "TCM large (N=128, M=320); 76.6 M parameters; the authors' checkpoint "
+    "(quality 6, lambda 0.05), downloaded on first use",
+    default_quality=6, published=tuple(_drive("tcm-l", q, i) for q, i in _DRIVE_L.items()),
+))
 register(
     Preset(
         "tcm-xs",
