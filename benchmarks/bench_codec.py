@@ -183,10 +183,10 @@ def worker(args: argparse.Namespace) -> dict:
 
     t0 = time.perf_counter()
     if args.checkpoint is not None:
-        c = codec.Codec(args.model, args.checkpoint, args.device)
+        c = codec.Codec(args.model, args.checkpoint, args.device, tile=args.tile)
     else:
         torch.manual_seed(0)
-        c = codec.Codec(zoo.create_model(args.model or "tcm-s", device=args.device))
+        c = codec.Codec(zoo.create_model(args.model or "tcm-s", device=args.device), tile=args.tile)
     quality = args.quality if c.model.config.num_gains else None
     out["model"], out["quality"], out["torch_threads"] = c.name, quality, torch.get_num_threads()
     out["model_load_s"] = round(time.perf_counter() - t0, 3)
@@ -223,12 +223,22 @@ def worker(args: argparse.Namespace) -> dict:
         "bytes": len(data),
         "bpp": round(len(data) * 8 / (width * height), 4),
         "exact": bool(exact),
+        "tiling": _tiling_of(data),
         "peak_rss_mib": _mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024),
     })
     if cuda:
         out["cuda_peak_allocated_mib"] = _mib(torch.cuda.max_memory_allocated())
         out["cuda_peak_reserved_mib"] = _mib(torch.cuda.max_memory_reserved())
     return out
+
+
+def _tiling_of(data: bytes) -> str:
+    """``"untiled"`` or ``"tile T px, overlap O px"`` as recorded in the file."""
+    from tcmcodec.codec import container
+
+    streams = container.unpack(data, max_pixels=None)[1]
+    tiles = streams.get("tiles")
+    return f"tile {64 * tiles[0]} px, overlap {64 * tiles[1]} px" if tiles else "untiled"
 
 
 def run_size(size: tuple[int, int], args: argparse.Namespace) -> dict:
@@ -245,6 +255,8 @@ def run_size(size: tuple[int, int], args: argparse.Namespace) -> dict:
         cmd += ["--quality", str(args.quality)]
     if args.threads is not None:
         cmd += ["--threads", str(args.threads)]
+    if args.tile is not None:
+        cmd += ["--tile", str(args.tile)]
     if args.mem_limit_gib:
         cmd += ["--mem-limit-gib", str(args.mem_limit_gib)]
     t0 = time.perf_counter()
@@ -304,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "fails that size instead of waking the OOM killer (default: none)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--tile", type=int, help="tile side in pixels (0: untiled; default: the codec's automatic tiling)")
     p.add_argument("--baseline", action="store_true", help="also time JPEG q90 (Pillow) and report ratios")
     p.add_argument("--coder-symbols", type=int, default=1_000_000,
                    help="symbols for the entropy-coder benchmark (default: 1000000; 0 = skip)")

@@ -198,7 +198,7 @@ def test_empty_input_raises_format_error():
 
 def test_unknown_version_raises_format_error():
     data = small_file()
-    for version in (0, 3, 255):
+    for version in (0, 4, 255):
         assert_format_error(raw_file(version=version), f"unsupported format version {version}")
         assert_format_error(data[:4] + bytes([version]) + data[5:], "unsupported format version")
 

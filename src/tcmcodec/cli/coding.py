@@ -37,6 +37,9 @@ def _configure_compress(p: argparse.ArgumentParser) -> None:
                         "downloaded on first use) (default: the model's)")
     p.add_argument("--pad-mode", choices=("replicate", "zero"), default="replicate",
                    help="padding to a multiple of 64 (default: replicate)")
+    p.add_argument("--tile", type=int, metavar="PX",
+                   help="code in tiles of PX pixels (a multiple of 64; 0: untiled), which bounds memory "
+                        "(default: the model's tile, 1024 px for tcm-xs, 704 px for tcm-s; small images untiled)")
 
 
 @command("compress", "compress images into .tcm files", _configure_compress)
@@ -59,7 +62,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
     pairs, skipped = plan_outputs(check_inputs(args.inputs), args.output, ".tcm", args.force, args.skip_existing)
     from tcmcodec import codec
 
-    c = codec.Codec(model, args.checkpoint, args.device, quality=args.quality, pad_mode=args.pad_mode)
+    if args.tile is not None and (args.tile < 0 or args.tile % 64):
+        raise UsageError(f"--tile must be 0 or a positive multiple of 64, got {args.tile}")
+    c = codec.Codec(model, args.checkpoint, args.device, quality=args.quality, pad_mode=args.pad_mode,
+                    tile=args.tile)
     check_quality_arg(c.model, args.quality)
 
     def work(src: Path, dst: Path) -> str:

@@ -55,12 +55,13 @@ from tcmcodec.codec.models import (
     weights_id,
 )
 from tcmcodec.errors import FormatError
-from tcmcodec.codec.memory import check_memory
+from tcmcodec.codec.memory import check_memory, default_tile
 from tcmcodec.codec.image import ImageInput, decode_alpha, encode_alpha, finish_image, pad_image, prepare_image, to_uint8_hwc
 
 if TYPE_CHECKING:  # torch is imported when a model is needed
 
     from tcmcodec.models import TCM
+    from tcmcodec.models.tiling import Tiling
 
 __all__ = [
     "Codec",
@@ -78,22 +79,54 @@ __all__ = [
 ALPHA_STREAM = "alpha"
 #: Name of the stream with the per-slice check values of the entropy parameters (format version 2).
 CHECK_STREAM = "check"
+#: Name of the stream with the reconstruction's tiling (format version 3): tile and overlap / 4 latents.
+TILES_STREAM = "tiles"
+
+
+def _tiling(header_z_shape: tuple[int, int], tile: int | None, model: "TCM | None" = None) -> "Tiling":
+    """The tiling of an image whose z has ``header_z_shape``: ``tile`` pixels a side (0: untiled), or
+    automatic (None: ``model``'s default tile, untiled when one tile holds the image)."""
+    from tcmcodec.models.tiling import DEFAULT_OVERLAP, SCALE, Tiling, auto_tiling
+
+    h, w = 4 * header_z_shape[0], 4 * header_z_shape[1]  # latent (y) size
+    if tile is None:
+        return auto_tiling(h, w, default_tile(model)) if model is not None else Tiling()
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 0 or tile % 64:
+        raise ValueError(f"tile must be 0 (untiled) or a positive multiple of 64 pixels, got {tile!r}")
+    tiling = Tiling(tile // SCALE, DEFAULT_OVERLAP)
+    return tiling if tiling.active(h, w) else Tiling()
+
+
+def _read_tiling(header: bitstream.Header, streams: dict[str, bytes]) -> "Tiling":
+    from tcmcodec.models.tiling import ALIGN, Tiling
+
+    if header.version < bitstream.TILED_VERSION:
+        return Tiling()
+    data = streams.get(TILES_STREAM)
+    if data is None or len(data) != 2 or not data[0]:
+        raise FormatError(f"format version {header.version} needs a 2-byte {TILES_STREAM!r} stream with a tile > 0")
+    return Tiling(ALIGN * data[0], ALIGN * data[1])
 
 
 # --------------------------------------------------------------------------------------- coding
 
 
 def _compress(
-    model: "TCM", image: ImageInput, quality: float | None, pad_mode: str, reconstruct: bool = True
+    model: "TCM", image: ImageInput, quality: float | None, pad_mode: str, reconstruct: bool = True,
+    tile: int | None = None,
 ) -> tuple[bytes, Image.Image | None]:
     """Code one image; also return the decoder's output when ``reconstruct`` (one more synthesis)."""
     import torch
+
+    from tcmcodec.models.tiling import ALIGN
 
     if pad_mode not in bitstream.PAD_MODES:
         raise ValueError(f"pad_mode must be one of {', '.join(bitstream.PAD_MODES)}, got {pad_mode!r}")
     rgb, alpha, mode = prepare_image(image)
     height, width = rgb.shape[:2]
     q = check_quality(model, quality)
+    z_shape = (-(-height // model.pad_multiple), -(-width // model.pad_multiple))
+    tiling = _tiling(z_shape, tile, model)
     header = bitstream.Header(
         model=model_name(model),
         weights_id=weights_id(model),
@@ -102,20 +135,24 @@ def _compress(
         width=width,
         mode=mode,
         pad_mode=pad_mode,
-        z_shape=(-(-height // model.pad_multiple), -(-width // model.pad_multiple)),
+        z_shape=z_shape,
+        version=bitstream.TILED_VERSION if tiling.tile else bitstream.VERSION,
     )
-    check_memory(model, height, width, "encode")
+    check_memory(model, height, width, "encode", tiling)
     padded = pad_image(rgb, *header.padded_size, pad_mode)
     if not padded.flags.writeable:  # np.asarray(PIL image) is read-only; torch wants writable memory
         padded = padded.copy()
     device = model_device(model)
     with torch.inference_mode():
-        x = torch.from_numpy(padded).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        streams = model.compress(x, header.quality if model_levels(model) else None, return_x_hat=reconstruct)
+        x = torch.from_numpy(padded).to(device).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W) uint8
+        streams = model.compress(x, header.quality if model_levels(model) else None, return_x_hat=reconstruct,
+                                 tiling=tiling)
         if tuple(streams.z_shape) != header.z_shape:
             raise RuntimeError(f"model coded z of shape {tuple(streams.z_shape)}, expected {header.z_shape}")
         rec = to_uint8_hwc(streams.x_hat, height, width) if reconstruct else None
     coded = {"z": streams.z, "y": streams.y, CHECK_STREAM: streams.checks}
+    if tiling.tile:
+        coded[TILES_STREAM] = bytes([tiling.tile // ALIGN, tiling.overlap // ALIGN])
     if alpha is not None:
         coded[ALPHA_STREAM] = encode_alpha(alpha)
     return bitstream.pack(header, coded), (finish_image(rec, alpha, mode) if reconstruct else None)
@@ -193,7 +230,8 @@ def _decompress(model: "TCM", header: bitstream.Header, streams: dict[str, bytes
     from tcmcodec.models import ModelStreams
 
     _check_model(header, model)
-    check_memory(model, header.height, header.width, "decode")  # before anything the size of the image
+    tiling = _read_tiling(header, streams)
+    check_memory(model, header.height, header.width, "decode", tiling)  # before anything the size of the image
     alpha = None
     if header.has_alpha:
         if ALPHA_STREAM not in streams:
@@ -209,7 +247,8 @@ def _decompress(model: "TCM", header: bitstream.Header, streams: dict[str, bytes
     # Corrupt data surfaces as FormatError from the stream decoders; anything else is a bug or a
     # resource failure (e.g. out of memory) and propagates as itself.
     with torch.inference_mode():
-        x_hat = model.decompress(coded, header.quality if model_levels(model) else None, param_dtype=param_dtype)
+        x_hat = model.decompress(coded, header.quality if model_levels(model) else None, param_dtype=param_dtype,
+                                 tiling=tiling, dtype=torch.uint8)
         rgb = to_uint8_hwc(x_hat, header.height, header.width)
     return finish_image(rgb, alpha, header.mode)
 
@@ -222,6 +261,7 @@ def compress_with_reconstruction(
     checkpoint: str | os.PathLike | None = None,
     device: str = "cpu",
     pad_mode: str = "replicate",
+    tile: int | None = None,
 ) -> tuple[bytes, Image.Image]:
     """Like :func:`compress`, and also return the image the decoder will produce (bit-exact).
 
@@ -229,7 +269,7 @@ def compress_with_reconstruction(
         ``(data, reconstruction)``: the ``.tcm`` bytes and the decoded image as a PIL image in the
         restored mode (computed on the encoder side, no decoding needed).
     """
-    return _compress(resolve(model, checkpoint, device, True, quality), image, quality, pad_mode)
+    return _compress(resolve(model, checkpoint, device, True, quality), image, quality, pad_mode, tile=tile)
 
 
 def compress(
@@ -240,6 +280,7 @@ def compress(
     checkpoint: str | os.PathLike | None = None,
     device: str = "cpu",
     pad_mode: str = "replicate",
+    tile: int | None = None,
 ) -> bytes:
     """Compress an image into ``.tcm`` bytes.
 
@@ -254,6 +295,10 @@ def compress(
         checkpoint: weights file for ``model`` (see :func:`tcmcodec.zoo.load_checkpoint`).
         device: torch device for a model loaded here (an instance stays where it is).
         pad_mode: ``"replicate"`` (edge pixels, default) or ``"zero"``.
+        tile: side in pixels (a multiple of 64) of the tiles the analysis and the reconstruction run
+            in, which bounds memory (:mod:`tcmcodec.models.tiling`); 0: untiled; None (default):
+            the model's default (``tcm-xs``: 1024 px, ``tcm-s``: 704 px), untiled when one tile holds
+            the image. The file records the tiling.
 
     Returns:
         The ``.tcm`` file contents.
@@ -263,7 +308,7 @@ def compress(
         OSError: the image file cannot be read.
     """
     resolved = resolve(model, checkpoint, device, True, quality)
-    return _compress(resolved, image, quality, pad_mode, reconstruct=False)[0]
+    return _compress(resolved, image, quality, pad_mode, reconstruct=False, tile=tile)[0]
 
 
 def decompress(
@@ -304,6 +349,7 @@ class Codec:
             the preset's); others are loaded when :meth:`compress` or :meth:`decompress` needs them.
             Other models: ignored here (give the quality to :meth:`compress`).
         pad_mode: padding used by :meth:`compress`.
+        tile: tiling used by :meth:`compress` (see :func:`compress`).
     """
 
     def __init__(
@@ -314,6 +360,7 @@ class Codec:
         *,
         quality: float | None = None,
         pad_mode: str = "replicate",
+        tile: int | None = None,
     ) -> None:
         if pad_mode not in bitstream.PAD_MODES:
             raise ValueError(f"pad_mode must be one of {', '.join(bitstream.PAD_MODES)}, got {pad_mode!r}")
@@ -323,8 +370,9 @@ class Codec:
         #: presets with published checkpoints: one model per quality, loaded when first needed
         self._per_quality = isinstance(model, str) and checkpoint is None and bool(zoo.get_preset(model).published)
         self._models: dict[float | None, "TCM"] = {}
+        _tiling((1, 1), tile)  # ValueError for a bad tile, before any model is loaded
         self.model = self.model_for(quality)
-        self.pad_mode = pad_mode
+        self.pad_mode, self.tile = pad_mode, tile
 
     def model_for(self, quality: float | None) -> "TCM":
         """The model that codes ``quality``: for a preset with published checkpoints the one of that
@@ -348,13 +396,13 @@ class Codec:
 
     def compress(self, image: ImageInput, quality: float | None = None) -> bytes:
         """Compress one image (see :func:`compress`)."""
-        return _compress(self.model_for(quality), image, quality, self.pad_mode, reconstruct=False)[0]
+        return _compress(self.model_for(quality), image, quality, self.pad_mode, reconstruct=False, tile=self.tile)[0]
 
     def compress_with_reconstruction(
         self, image: ImageInput, quality: float | None = None
     ) -> tuple[bytes, Image.Image]:
         """Compress one image; also return what the decoder will produce."""
-        return _compress(self.model_for(quality), image, quality, self.pad_mode)
+        return _compress(self.model_for(quality), image, quality, self.pad_mode, tile=self.tile)
 
     def decompress(self, data: bytes, *, max_pixels: int | None = bitstream.DEFAULT_MAX_PIXELS) -> Image.Image:
         """Decode one file with this codec's model (FormatError if it was coded with other weights)."""

@@ -32,6 +32,7 @@ from tcmcodec.errors import FormatError
 __all__ = [
     "MAGIC",
     "VERSION",
+    "TILED_VERSION",
     "VERSIONS",
     "MODES",
     "PAD_MODES",
@@ -63,6 +64,7 @@ from .header import (  # noqa: F401 - the container's constants and Header are p
     PAD_UNIT,
     QUALITY_MAX,
     REQUIRED_STREAMS,
+    TILED_VERSION,
     VERSION,
     VERSIONS,
     WEIGHTS_ID_SIZE,

@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 
 __all__ = [
-    "MAGIC", "VERSION", "VERSIONS", "MODES", "PAD_MODES", "MAX_DIMENSION", "DEFAULT_MAX_PIXELS", "QUALITY_MAX",
+    "MAGIC", "VERSION", "TILED_VERSION", "VERSIONS", "MODES", "PAD_MODES", "MAX_DIMENSION", "DEFAULT_MAX_PIXELS", "QUALITY_MAX",
     "PAD_UNIT", "MAX_PAD_SLACK", "REQUIRED_STREAMS", "Header", "weights_digest",
 ]
 
@@ -21,10 +21,13 @@ __all__ = [
 MAGIC = b"\x89TCM"
 #: Format version written by default. Version 2 computes the entropy parameters in float64 and
 #: carries per-slice check values (a ``"check"`` stream); version 1 files (float32 parameters, no
-#: check values) are still read. The container layout is the same for both.
+#: check values) are still read. Version 3 is version 2 with a tiled reconstruction (a ``"tiles"``
+#: stream), written for large images only. The container layout is the same for all.
 VERSION = 2
+#: Version of files whose reconstruction is tiled.
+TILED_VERSION = 3
 #: Versions :func:`unpack` reads.
-VERSIONS: tuple[int, ...] = (1, 2)
+VERSIONS: tuple[int, ...] = (1, 2, 3)
 
 #: PIL modes that can be restored, by their 3-bit code in the flags byte (the index).
 MODES: tuple[str, ...] = ("L", "RGB", "RGBA", "LA")

@@ -182,13 +182,16 @@ def pad_image(rgb: np.ndarray, height: int, width: int, pad_mode: str) -> np.nda
 
 
 def to_uint8_hwc(x_hat: "torch.Tensor", height: int, width: int) -> np.ndarray:
-    """(1, 3, H', W') floats -> cropped (height, width, 3) uint8 with ``round(clamp(x, 0, 1) * 255)``.
+    """(1, 3, H', W') floats -> cropped (height, width, 3) uint8 with ``round(clamp(x, 0, 1) * 255)``
+    (uint8 input: cropped only).
 
     The one conversion used on both the encoder and the decoder side.
     """
     import torch
 
-    x = x_hat[0, :, :height, :width].clamp(0, 1).mul(255).round().to(torch.uint8)
+    x = x_hat[0, :, :height, :width]
+    if x.dtype != torch.uint8:  # uint8: already converted, tile by tile (tcmcodec.models.tiling)
+        x = x.clamp(0, 1).mul(255).round().to(torch.uint8)
     return np.ascontiguousarray(x.permute(1, 2, 0).cpu().numpy())
 
 

@@ -9,6 +9,7 @@ Set ``TCMCODEC_IGNORE_MEMORY=1`` to skip the check.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING
 
@@ -16,20 +17,39 @@ from tcmcodec.errors import ResourceError
 
 if TYPE_CHECKING:
     from tcmcodec.models import TCM
+    from tcmcodec.models.tiling import Tiling
 
-__all__ = ["BYTES_PER_PIXEL_PER_N", "estimate_bytes", "available_bytes", "check_memory"]
+__all__ = ["BYTES_PER_PIXEL_PER_N", "TILE_BUDGET", "default_tile", "estimate_bytes", "available_bytes", "check_memory"]
 
 #: Peak bytes per padded pixel per unit of the model width N (measured peaks rounded up).
 BYTES_PER_PIXEL_PER_N = 33
+#: Bytes per padded pixel that do not depend on tiling: the image, its reconstruction, the latents
+#: and the entropy model (a placeholder until measured).
+BYTES_PER_PIXEL_IMAGE = 40
 _BASE = 512 << 20  # the interpreter, torch and the weights
+#: Memory the transforms of one tile (with its context) may take: sets the default tile of a model.
+TILE_BUDGET = int(1.4 * (1 << 30))
 _GIB = 1 << 30
 
 
-def estimate_bytes(model: "TCM", height: int, width: int) -> int:
-    """Estimated peak memory of coding a ``height`` x ``width`` image (padded to 64) with ``model``."""
+def estimate_bytes(model: "TCM", height: int, width: int, tiling: "Tiling | None" = None) -> int:
+    """Estimated peak memory of coding a ``height`` x ``width`` image (padded to 64) with ``model``
+    (``tiling``: the transforms run on one tile at a time)."""
     m = model.pad_multiple
-    padded = (-(-height // m) * m) * (-(-width // m) * m)
-    return _BASE + BYTES_PER_PIXEL_PER_N * model.config.N * padded
+    hp, wp = -(-height // m) * m, -(-width // m) * m
+    per_n = BYTES_PER_PIXEL_PER_N * model.config.N
+    if tiling is None or not tiling.active(hp // 16, wp // 16):
+        return _BASE + per_n * hp * wp
+    side = 16 * (tiling.tile + 2 * tiling.overlap + 4)  # the largest tile with its context, in pixels
+    return _BASE + per_n * min(hp, side) * min(wp, side) + BYTES_PER_PIXEL_IMAGE * hp * wp
+
+
+def default_tile(model: "TCM") -> int:
+    """The default core side, in latents, of ``model``'s tiles: the largest whose tile with context fits
+    :data:`TILE_BUDGET` (at most 64 latents = 1024 px: ``tcm-xs``; 44 = 704 px for ``tcm-s``)."""
+    side = math.sqrt(TILE_BUDGET / (BYTES_PER_PIXEL_PER_N * model.config.N))  # pixels, context included
+    latents = int((side - 2 * 64) // 16) // 4 * 4
+    return max(16, min(64, latents))
 
 
 def available_bytes(device: str = "cpu") -> int | None:
@@ -48,7 +68,7 @@ def available_bytes(device: str = "cpu") -> int | None:
     return None
 
 
-def check_memory(model: "TCM", height: int, width: int, what: str) -> None:
+def check_memory(model: "TCM", height: int, width: int, what: str, tiling: "Tiling | None" = None) -> None:
     """Raise :class:`ResourceError` if coding the image would need more memory than is available.
 
     Args:
@@ -56,11 +76,12 @@ def check_memory(model: "TCM", height: int, width: int, what: str) -> None:
         height: image height.
         width: image width.
         what: "encode" or "decode", for the message.
+        tiling: the tiling the transforms will run with.
     """
     if os.environ.get("TCMCODEC_IGNORE_MEMORY", "") not in ("", "0"):
         return
     device = str(next(model.parameters()).device)
-    need, have = estimate_bytes(model, height, width), available_bytes(device)
+    need, have = estimate_bytes(model, height, width, tiling), available_bytes(device)
     if have is not None and need > have:
         raise ResourceError(
             f"a {width}x{height} image needs about {need / _GIB:.1f} GiB to {what} with this model, "

@@ -23,11 +23,13 @@ a :class:`~tcmcodec.errors.FormatError` that says what happened instead of silen
 from __future__ import annotations
 
 import copy
+import types
 import zlib
 
 import numpy as np
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 __all__ = ["PARAM_MODULES", "CHECK_BYTES", "version_key", "param_net", "slice_check"]
 
@@ -46,6 +48,36 @@ PARAM_MODULES = (
 CHECK_BYTES = 2
 
 _CACHE_ATTR = "_param_net_cache"
+#: Largest unfolded input (im2col buffer) a float64 convolution of the copy builds at once: CPU float64
+#: convolutions unfold their whole input (C_in * k * k values per position, ~80 bytes per image pixel for
+#: tcm-xs), so larger inputs are convolved in bands of rows (see :func:`_banded_forward`).
+BAND_BYTES = 16 << 20
+
+
+def _banded_forward(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """``conv(x)`` for a stride-1 zero-padded convolution, a band of output rows at a time, so that the
+    unfolded input never exceeds :data:`BAND_BYTES` (same values up to float summation order)."""
+    b, c, h, w = x.shape
+    k, p = conv.kernel_size[0], conv.padding[0]
+    rows = max(1, BAND_BYTES // max(1, c * conv.kernel_size[0] * conv.kernel_size[1] * w * x.element_size()))
+    if rows >= h:
+        return conv._conv_forward(x, conv.weight, conv.bias)
+    out = x.new_empty(b, conv.out_channels, h, w)  # (B, C_out, H, W): stride 1, 'same' padding
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        lo, hi = max(0, r0 - p), min(h, r1 + k - 1 - p)  # input rows that output rows r0..r1 read
+        band = F.pad(x[:, :, lo:hi], (0, 0, p - (r0 - lo), (r1 + k - 1 - p) - hi))
+        out[:, :, r0:r1] = F.conv2d(band, conv.weight, conv.bias, 1, (0, conv.padding[1]))
+    return out
+
+
+def _band_convolutions(module: nn.Module) -> None:
+    """Make the 'same'-size convolutions of ``module`` run in bands (an instance-level ``forward``)."""
+    for m in module.modules():
+        if (type(m) is nn.Conv2d and m.stride == (1, 1) and m.groups == 1 and m.dilation == (1, 1)
+                and m.padding_mode == "zeros" and isinstance(m.padding, tuple)
+                and 2 * m.padding[0] == m.kernel_size[0] - 1 and 2 * m.padding[1] == m.kernel_size[1] - 1):
+            m.forward = types.MethodType(_banded_forward, m)
 
 
 def version_key(module: nn.Module) -> tuple | None:
@@ -88,6 +120,8 @@ def param_net(model: nn.Module, dtype: torch.dtype) -> nn.Module:
             if sub is not None:
                 holder.add_module(name, copy.deepcopy(sub))
         holder.to(dtype).train(model.training)
+        if dtype == torch.float64:
+            _band_convolutions(holder)
     # A plain attribute (not a registered sub-module): invisible to state_dict() and parameters().
     object.__setattr__(model, _CACHE_ATTR, ((key, dtype), holder) if key is not None else None)
     return holder

@@ -16,6 +16,7 @@ from ..layers import ResidualBlockUpsample, ResidualBlockWithStride, SWAtten, co
 from .gain import GainUnit
 from .config import TCMConfig
 from .params import CHECK_BYTES, param_net, slice_check
+from .tiling import Tiling, analyze, synthesize
 
 __all__ = ["TCMConfig", "TCM", "ModelStreams"]
 
@@ -62,6 +63,19 @@ def _verify_check(i: int, indexes, expected: bytes) -> None:
             f"{got.hex()}): the file was written by a build or machine that computes them differently, "
             "or not by tcmcodec"
         )
+
+
+def _join(slices: list[Tensor], dtype: torch.dtype) -> Tensor:
+    """``torch.cat(slices, 1).to(dtype)`` without the concatenated copy in the slices' dtype: each slice is
+    converted into its place and released (the list is emptied)."""
+    first = slices[0]
+    out = first.new_empty(first.shape[0], sum(t.shape[1] for t in slices), *first.shape[2:], dtype=dtype)
+    c = 0
+    while slices:
+        t = slices.pop(0)
+        out[:, c : c + t.shape[1]] = t
+        c += t.shape[1]
+    return out
 
 
 def _cc_transform(in_ch: int, hidden: tuple[int, int], out_ch: int) -> nn.Sequential:
@@ -164,8 +178,8 @@ class TCM(nn.Module):
         if x.shape[2] % self.pad_multiple or x.shape[3] % self.pad_multiple:
             raise ValueError(f"height and width must be multiples of {self.pad_multiple}, got {tuple(x.shape[2:])}")
 
-    def _analysis(self, x: Tensor, q: Tensor | None) -> tuple[Tensor, Tensor]:
-        y = self.g_a(x)  # (B, M, H/16, W/16)
+    def _analysis(self, x: Tensor, q: Tensor | None, tiling: Tiling = Tiling()) -> tuple[Tensor, Tensor]:
+        y = analyze(self.g_a, x, tiling)  # (B, M, H/16, W/16)
         if q is not None:
             y = self.gain(y, q)
         z = self.h_a(y)  # (B, Z, H/64, W/64)
@@ -188,6 +202,12 @@ class TCM(nn.Module):
         if q is not None:
             y_hat = self.inv_gain(y_hat, q)
         return self.g_s(y_hat)
+
+    def _reconstruct(self, y_hat: Tensor, q: Tensor | None, tiling: Tiling, dtype: torch.dtype) -> Tensor:
+        """The coded reconstruction: clamped to [0, 1], in ``dtype`` (uint8: rounded), tiled by ``tiling``."""
+        if q is not None:
+            y_hat = self.inv_gain(y_hat, q)
+        return synthesize(self.g_s, y_hat, tiling, dtype)
 
     def _slice_params(
         self, i: int, latent_means: Tensor, latent_scales: Tensor, done: list[Tensor], net: nn.Module | None = None
@@ -245,30 +265,37 @@ class TCM(nn.Module):
         return_x_hat: bool = False,
         *,
         param_dtype: torch.dtype = torch.float64,
+        tiling: Tiling = Tiling(),
     ) -> ModelStreams:
         """Entropy-code one image.
 
         Args:
-            x: image (1, 3, H, W) in [0, 1], H and W multiples of 64.
+            x: image (1, 3, H, W), float in [0, 1] or uint8 (converted tile by tile), H and W
+                multiples of 64.
             quality: for continuous-rate models, the quality in [1, L].
             return_x_hat: also run the synthesis and return the reconstruction the decoder will
                 produce (bit-exact on the same machine).
             param_dtype: dtype of the entropy-parameter path (hyper-synthesis, SWAtten, cc
                 transforms, LRP). ``torch.float64`` (default) makes the coding-table indexes the same
                 on every machine (format version 2); ``torch.float32`` is format version 1.
+            tiling: tiles of the analysis and of the reconstruction (:mod:`tcmcodec.models.tiling`);
+                the decoder must use the same one. Default: untiled.
 
         Returns:
-            ``ModelStreams`` with the coded z and y and the per-slice check values.
+            ``ModelStreams`` with the coded z and y, the per-slice check values and, when asked for,
+            ``x_hat`` clamped to [0, 1] in x's dtype (uint8: rounded, as the decoder's ``uint8`` output).
         """
         self._check_input(x)
         if x.shape[0] != 1:
             raise ValueError("compress codes one image at a time (batch size 1)")
         net = param_net(self, param_dtype)
         with _deterministic(x.device):
-            return self._compress(x, self._quality(quality, 1, x.device), return_x_hat, net, param_dtype)
+            return self._compress(x, self._quality(quality, 1, x.device), return_x_hat, net, param_dtype, tiling)
 
-    def _compress(self, x: Tensor, q: Tensor | None, return_x_hat: bool, net: nn.Module, dtype) -> ModelStreams:
-        y, z = self._analysis(x, q)
+    def _compress(
+        self, x: Tensor, q: Tensor | None, return_x_hat: bool, net: nn.Module, dtype, tiling: Tiling
+    ) -> ModelStreams:
+        y, z = self._analysis(x, q, tiling)
         z_coder = SymbolEncoder()
         _, z_hat = self.entropy_bottleneck.compress(z, z_coder)
         latent_means, latent_scales = self._hyper_synthesis(z_hat.to(dtype), q, y.shape[2:], net)
@@ -283,13 +310,21 @@ class TCM(nn.Module):
             y_hat_slices.append(self._lrp(i, mean_support, y_hat_slice, net))
         x_hat = None
         if return_x_hat:
-            x_hat = self._synthesis(torch.cat(y_hat_slices, dim=1).to(x.dtype), q).clamp_(0, 1)
+            del latent_means, latent_scales, mu, scale, mean_support, y_slice  # whole-latent tensors
+            out_dtype = torch.uint8 if x.dtype == torch.uint8 else x.dtype
+            x_hat = self._reconstruct(_join(y_hat_slices, y.dtype), q, tiling, out_dtype)
         return ModelStreams(z=z_coder.finish(), y=y_coder.finish(), z_shape=tuple(z.shape[2:]),
                             checks=bytes(checks), x_hat=x_hat)
 
     @torch.no_grad()
     def decompress(
-        self, streams: ModelStreams, quality: float | None = None, *, param_dtype: torch.dtype = torch.float64
+        self,
+        streams: ModelStreams,
+        quality: float | None = None,
+        *,
+        param_dtype: torch.dtype = torch.float64,
+        tiling: Tiling = Tiling(),
+        dtype: torch.dtype | None = None,
     ) -> Tensor:
         """Decode one image coded by ``compress``.
 
@@ -297,9 +332,12 @@ class TCM(nn.Module):
             streams: the coded streams, z's shape and (unless None) the per-slice check values.
             quality: the quality it was coded with (continuous-rate models).
             param_dtype: the ``param_dtype`` it was coded with.
+            tiling: the ``tiling`` it was coded with.
+            dtype: of the reconstruction: the model's float dtype (default), or ``torch.uint8``
+                (rounded tile by tile: no full-size float image).
 
         Returns:
-            The reconstruction (1, 3, 64 h, 64 w) clamped to [0, 1].
+            The reconstruction (1, 3, 64 h, 64 w) clamped to [0, 1] (uint8: 0..255).
 
         Raises:
             FormatError: the streams are corrupt or do not fit ``z_shape``, or a slice's table
@@ -331,7 +369,9 @@ class TCM(nn.Module):
                 y_hat_slices.append(self._lrp(i, mean_support, y_hat_slice, net))
             z_coder.finish()
             y_coder.finish()
-            return self._synthesis(torch.cat(y_hat_slices, dim=1).to(first.dtype), q).clamp_(0, 1)
+            del latent_means, latent_scales, mu, scale, mean_support  # whole-latent tensors, before g_s
+            y_hat = _join(y_hat_slices, first.dtype)
+            return self._reconstruct(y_hat, q, tiling, first.dtype if dtype is None else dtype)
 
     # ------------------------------------------------------------------ checkpoints
     @staticmethod

@@ -1,0 +1,123 @@
+"""tcmcodec against the authors' TCM, side by side in one process: same weights, image, threads.
+
+    bash ../shared/reference/lic_tcm/setup.sh /tmp/refvenv          # once, ~2 min
+    PYTHONPATH=../shared/reference/lic_tcm/stubs:../shared/reference/lic_tcm:src \\
+        /tmp/refvenv/bin/python benchmarks/bench_vs_reference.py [--sizes 768x512,1920x1080] [--repeats 3]
+
+Weights: the reference vectors' TCM-S state dict (``../shared/reference/tcm/regen.py``,
+``reference_state_dict("N64")``), loaded strictly into both. The authors' side is their model file
+(``../shared/reference/lic_tcm/models/tcm.py``, unchanged) with CompressAI's rANS after
+``update(force=True)``: ``compress(x)`` / ``decompress(strings, shape)`` on the image padded to a multiple
+of 128 (their requirement); the timed decode includes nothing after ``x_hat``. Our side is the whole
+codec, image to ``.tcm`` bytes and back (``tcmcodec.codec.Codec`` with the same model: padding to 64,
+format version 2 with float64 entropy parameters, encoder-side reconstruction included in the encode).
+Runs alternate (ours, theirs, ours, ...), medians are reported, and ratios are theirs / ours (> 1: we
+are faster). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared"
+
+
+def _regen():
+    spec = importlib.util.spec_from_file_location("regen", SHARED / "reference" / "tcm" / "regen.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _image(width: int, height: int):
+    sys.path.insert(0, str(HERE))
+    from bench_codec import make_image
+
+    return make_image(width, height, SHARED / "data" / "kodak")
+
+
+def _time(fn) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="768x512,1920x1080")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("-o", "--output")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from models import TCM as Official  # the authors' file (PYTHONPATH, see the docstring)
+
+    from tcmcodec import codec
+    from tcmcodec.models import TCM
+
+    sd = _regen().reference_state_dict("N64")
+    theirs = Official(config=[2] * 6, head_dim=[8, 16, 32, 32, 16, 8], drop_path_rate=0.0, N=64, M=320)
+    theirs.load_state_dict(sd, strict=True)
+    theirs.eval().update(force=True)
+    ours = TCM.from_state_dict(sd).eval()
+    ours.preset_name = "tcm-s"
+    c = codec.Codec(ours)
+
+    result = {"threads": args.threads, "repeats": args.repeats, "torch": torch.__version__,
+              "machine": f"{platform.machine()} {os.cpu_count()} CPUs", "load_average_start": os.getloadavg(),
+              "sizes": []}
+    for size in args.sizes.split(","):
+        w, h = (int(v) for v in size.split("x"))
+        img = _image(w, h)
+        x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).unsqueeze(0).float() / 255
+        ph, pw = -(-h // 128) * 128, -(-w // 128) * 128
+        xp = F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
+        with torch.no_grad():  # warm-up: tables, allocator (not timed)
+            c.decompress(c.compress(img.crop((0, 0, 256, 256))))
+            small = theirs.compress(xp[:, :, :256, :256])
+            theirs.decompress(small["strings"], small["shape"])
+        times = {"ours_encode": [], "ours_decode": [], "theirs_encode": [], "theirs_decode": []}
+        for _ in range(args.repeats):
+            t, data = _time(lambda: c.compress_with_reconstruction(img)[0])
+            times["ours_encode"].append(t)
+            t, _ = _time(lambda: c.decompress(data))
+            times["ours_decode"].append(t)
+            with torch.no_grad():
+                t, out = _time(lambda: theirs.compress(xp))
+                times["theirs_encode"].append(t)
+                t, _ = _time(lambda: theirs.decompress(out["strings"], out["shape"]))
+                times["theirs_decode"].append(t)
+            print(f"{size}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), file=sys.stderr)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        result["sizes"].append({
+            "size": size, "padded_theirs": f"{pw}x{ph}",
+            **{f"{k}_s": round(v, 3) for k, v in med.items()},
+            "speedup_encode": round(med["theirs_encode"] / med["ours_encode"], 3),
+            "speedup_decode": round(med["theirs_decode"] / med["ours_decode"], 3),
+            "bytes_ours": len(data),
+            "bytes_theirs": sum(len(s[0]) for s in out["strings"]),
+        })
+    result["load_average_end"] = os.getloadavg()
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
