@@ -10,7 +10,8 @@ Weights: the reference vectors' TCM-S state dict (``../shared/reference/tcm/rege
 ``update(force=True)``: ``compress(x)`` / ``decompress(strings, shape)`` on the image padded to a multiple
 of 128 (their requirement); the timed decode includes nothing after ``x_hat``. Our side is the whole
 codec, image to ``.tcm`` bytes and back (``tcmcodec.codec.Codec`` with the same model: padding to 64,
-format version 2 with float64 entropy parameters, encoder-side reconstruction included in the encode).
+format version 2 with float64 entropy parameters; ``Codec.compress``, i.e. without the encoder-side
+reconstruction that ``tcm compress`` also computes, as the authors' ``compress`` computes none).
 Runs alternate (ours, theirs, ours, ...), medians are reported, and ratios are theirs / ours (> 1: we
 are faster). Prints one JSON object.
 """
@@ -69,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     from tcmcodec import codec
     from tcmcodec.models import TCM
 
-    sd = _regen().reference_state_dict("N64")
+    sd = {k: torch.as_tensor(v) for k, v in _regen().reference_state_dict("N64").items()}
     theirs = Official(config=[2] * 6, head_dim=[8, 16, 32, 32, 16, 8], drop_path_rate=0.0, N=64, M=320)
-    theirs.load_state_dict(sd, strict=True)
+    theirs.load_state_dict(sd)  # their override calls nn.Module.load_state_dict (strict)
     theirs.eval().update(force=True)
     ours = TCM.from_state_dict(sd).eval()
     ours.preset_name = "tcm-s"
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             theirs.decompress(small["strings"], small["shape"])
         times = {"ours_encode": [], "ours_decode": [], "theirs_encode": [], "theirs_decode": []}
         for _ in range(args.repeats):
-            t, data = _time(lambda: c.compress_with_reconstruction(img)[0])
+            t, data = _time(lambda: c.compress(img))
             times["ours_encode"].append(t)
             t, _ = _time(lambda: c.decompress(data))
             times["ours_decode"].append(t)

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from tcmcodec import codec, zoo
+    from tcmcodec import zoo
     from tcmcodec.codec.image import load_image, pad_image
     from tcmcodec.evaluation.metrics import psnr
     from tcmcodec.models.tiling import Tiling

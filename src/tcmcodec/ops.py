@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["lower_bound", "ste_round", "to_symbols"]
+__all__ = ["lower_bound", "ste_round", "to_symbols", "cat_as"]
 
 _INT32_LOW = -2147483648.0
 _INT32_HIGH = 2147483520.0  # largest float32 below 2**31
@@ -69,3 +69,16 @@ def to_symbols(residual: Tensor) -> np.ndarray:
         raise ValueError("cannot code non-finite latents")
     r = torch.round(residual.detach()).clamp_(_INT32_LOW, _INT32_HIGH)
     return r.to(torch.int32).cpu().numpy()
+
+
+def cat_as(slices: list[Tensor], dtype: torch.dtype) -> Tensor:
+    """``torch.cat(slices, 1).to(dtype)`` without the concatenated copy in the slices' dtype: each slice is
+    converted into its place and released (the list is emptied)."""
+    first = slices[0]
+    out = first.new_empty(first.shape[0], sum(t.shape[1] for t in slices), *first.shape[2:], dtype=dtype)
+    c = 0
+    while slices:
+        t = slices.pop(0)
+        out[:, c : c + t.shape[1]] = t
+        c += t.shape[1]
+    return out

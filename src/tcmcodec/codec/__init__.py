@@ -3,6 +3,8 @@
 - :mod:`tcmcodec.codec.api`: the coding API: :class:`Codec` (one loaded model) and the module
   functions :func:`compress` / :func:`decompress`, one implementation behind both;
 - :mod:`tcmcodec.codec.models`: resolving the model to code with, the cache of loaded models;
+- :mod:`tcmcodec.codec.tiles`: which tiling an image gets, and the ``tiles`` stream that records it;
+- :mod:`tcmcodec.codec.memory`: the memory estimate checked before coding;
 - :mod:`tcmcodec.codec.image`: image normalisation (modes, bit depths, EXIF, padding, alpha);
 - :mod:`tcmcodec.codec.container`: the ``.tcm`` container (header, streams, CRC; ``docs/format.md``);
 - :mod:`tcmcodec.codec.files`: image folders (:func:`list_images`);

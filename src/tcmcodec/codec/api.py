@@ -55,13 +55,13 @@ from tcmcodec.codec.models import (
     weights_id,
 )
 from tcmcodec.errors import FormatError
-from tcmcodec.codec.memory import check_memory, default_tile
+from tcmcodec.codec import tiles
+from tcmcodec.codec.memory import check_memory
 from tcmcodec.codec.image import ImageInput, decode_alpha, encode_alpha, finish_image, pad_image, prepare_image, to_uint8_hwc
 
 if TYPE_CHECKING:  # torch is imported when a model is needed
 
     from tcmcodec.models import TCM
-    from tcmcodec.models.tiling import Tiling
 
 __all__ = [
     "Codec",
@@ -79,35 +79,6 @@ __all__ = [
 ALPHA_STREAM = "alpha"
 #: Name of the stream with the per-slice check values of the entropy parameters (format version 2).
 CHECK_STREAM = "check"
-#: Name of the stream with the reconstruction's tiling (format version 3): tile and overlap / 4 latents.
-TILES_STREAM = "tiles"
-
-
-def _tiling(header_z_shape: tuple[int, int], tile: int | None, model: "TCM | None" = None) -> "Tiling":
-    """The tiling of an image whose z has ``header_z_shape``: ``tile`` pixels a side (0: untiled), or
-    automatic (None: ``model``'s default tile, untiled when one tile holds the image)."""
-    from tcmcodec.models.tiling import DEFAULT_OVERLAP, SCALE, Tiling, auto_tiling
-
-    h, w = 4 * header_z_shape[0], 4 * header_z_shape[1]  # latent (y) size
-    if tile is None:
-        return auto_tiling(h, w, default_tile(model)) if model is not None else Tiling()
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 0 or tile % 64:
-        raise ValueError(f"tile must be 0 (untiled) or a positive multiple of 64 pixels, got {tile!r}")
-    tiling = Tiling(tile // SCALE, DEFAULT_OVERLAP)
-    return tiling if tiling.active(h, w) else Tiling()
-
-
-def _read_tiling(header: bitstream.Header, streams: dict[str, bytes]) -> "Tiling":
-    from tcmcodec.models.tiling import ALIGN, Tiling
-
-    if header.version < bitstream.TILED_VERSION:
-        return Tiling()
-    data = streams.get(TILES_STREAM)
-    if data is None or len(data) != 2 or not data[0]:
-        raise FormatError(f"format version {header.version} needs a 2-byte {TILES_STREAM!r} stream with a tile > 0")
-    return Tiling(ALIGN * data[0], ALIGN * data[1])
-
-
 # --------------------------------------------------------------------------------------- coding
 
 
@@ -118,15 +89,13 @@ def _compress(
     """Code one image; also return the decoder's output when ``reconstruct`` (one more synthesis)."""
     import torch
 
-    from tcmcodec.models.tiling import ALIGN
-
     if pad_mode not in bitstream.PAD_MODES:
         raise ValueError(f"pad_mode must be one of {', '.join(bitstream.PAD_MODES)}, got {pad_mode!r}")
     rgb, alpha, mode = prepare_image(image)
     height, width = rgb.shape[:2]
     q = check_quality(model, quality)
     z_shape = (-(-height // model.pad_multiple), -(-width // model.pad_multiple))
-    tiling = _tiling(z_shape, tile, model)
+    tiling = tiles.tiling_for(z_shape, tile, model)
     header = bitstream.Header(
         model=model_name(model),
         weights_id=weights_id(model),
@@ -152,7 +121,7 @@ def _compress(
         rec = to_uint8_hwc(streams.x_hat, height, width) if reconstruct else None
     coded = {"z": streams.z, "y": streams.y, CHECK_STREAM: streams.checks}
     if tiling.tile:
-        coded[TILES_STREAM] = bytes([tiling.tile // ALIGN, tiling.overlap // ALIGN])
+        coded[tiles.TILES_STREAM] = tiles.tiles_stream(tiling)
     if alpha is not None:
         coded[ALPHA_STREAM] = encode_alpha(alpha)
     return bitstream.pack(header, coded), (finish_image(rec, alpha, mode) if reconstruct else None)
@@ -230,7 +199,7 @@ def _decompress(model: "TCM", header: bitstream.Header, streams: dict[str, bytes
     from tcmcodec.models import ModelStreams
 
     _check_model(header, model)
-    tiling = _read_tiling(header, streams)
+    tiling = tiles.read_tiling(header, streams)
     check_memory(model, header.height, header.width, "decode", tiling)  # before anything the size of the image
     alpha = None
     if header.has_alpha:
@@ -370,7 +339,7 @@ class Codec:
         #: presets with published checkpoints: one model per quality, loaded when first needed
         self._per_quality = isinstance(model, str) and checkpoint is None and bool(zoo.get_preset(model).published)
         self._models: dict[float | None, "TCM"] = {}
-        _tiling((1, 1), tile)  # ValueError for a bad tile, before any model is loaded
+        tiles.tiling_for((1, 1), tile)  # ValueError for a bad tile, before any model is loaded
         self.model = self.model_for(quality)
         self.pad_mode, self.tile = pad_mode, tile
 

@@ -1,10 +1,12 @@
 """Refusing images that cannot fit in memory, before any network runs (instead of an allocation failure).
 
-The transforms keep whole feature maps: peak memory grows with the padded pixel count, about
+Untiled, the transforms keep whole feature maps: peak memory grows with the padded pixel count, about
 ``BYTES_PER_PIXEL_PER_N * N`` bytes per pixel for a model of width N (measured on this project's CPU:
-``tcm-xs`` (N=32) 11.2 GiB to decode 16 Mpx, ``tcm-s`` (N=64) 16.1 GiB at 3840x2160). The estimate is
-compared with the memory the OS reports as available (Linux ``MemAvailable``; CUDA: free device memory).
-Set ``TCMCODEC_IGNORE_MEMORY=1`` to skip the check.
+``tcm-xs`` (N=32) 11.2 GiB to decode 16 Mpx, ``tcm-s`` (N=64) 16.1 GiB at 3840x2160). Tiled
+(:mod:`tcmcodec.codec.tiles`), that term is bounded by the largest tile and the rest grows by
+``BYTES_PER_PIXEL_IMAGE`` per pixel. The estimate is compared with the memory the OS reports as
+available (Linux ``MemAvailable``; CUDA: free device memory). Set ``TCMCODEC_IGNORE_MEMORY=1`` to skip
+the check.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ __all__ = ["BYTES_PER_PIXEL_PER_N", "TILE_BUDGET", "default_tile", "estimate_byt
 
 #: Peak bytes per padded pixel per unit of the model width N (measured peaks rounded up).
 BYTES_PER_PIXEL_PER_N = 33
-#: Bytes per padded pixel that do not depend on tiling: the image, its reconstruction, the latents
-#: and the entropy model (a placeholder until measured).
-BYTES_PER_PIXEL_IMAGE = 40
+#: Bytes per padded pixel that tiling does not bound: the image and its reconstruction, the latents
+#: and the whole-latent entropy model (fit to tcm-xs peaks of 1.9 GiB at 3840x2160 and 4.1 GiB at
+#: 7680x4320, tiled, with a margin).
+BYTES_PER_PIXEL_IMAGE = 72
 _BASE = 512 << 20  # the interpreter, torch and the weights
 #: Memory the transforms of one tile (with its context) may take: sets the default tile of a model.
 TILE_BUDGET = int(1.4 * (1 << 30))

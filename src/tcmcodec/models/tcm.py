@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ..entropy import EntropyBottleneck, GaussianConditional, SymbolDecoder, SymbolEncoder
 from ..errors import FormatError
+from ..ops import cat_as
 from ..layers import ResidualBlockUpsample, ResidualBlockWithStride, SWAtten, conv3x3, subpel_conv3x3, tcm_stage
 from .gain import GainUnit
 from .config import TCMConfig
@@ -63,19 +64,6 @@ def _verify_check(i: int, indexes, expected: bytes) -> None:
             f"{got.hex()}): the file was written by a build or machine that computes them differently, "
             "or not by tcmcodec"
         )
-
-
-def _join(slices: list[Tensor], dtype: torch.dtype) -> Tensor:
-    """``torch.cat(slices, 1).to(dtype)`` without the concatenated copy in the slices' dtype: each slice is
-    converted into its place and released (the list is emptied)."""
-    first = slices[0]
-    out = first.new_empty(first.shape[0], sum(t.shape[1] for t in slices), *first.shape[2:], dtype=dtype)
-    c = 0
-    while slices:
-        t = slices.pop(0)
-        out[:, c : c + t.shape[1]] = t
-        c += t.shape[1]
-    return out
 
 
 def _cc_transform(in_ch: int, hidden: tuple[int, int], out_ch: int) -> nn.Sequential:
@@ -312,7 +300,7 @@ class TCM(nn.Module):
         if return_x_hat:
             del latent_means, latent_scales, mu, scale, mean_support, y_slice  # whole-latent tensors
             out_dtype = torch.uint8 if x.dtype == torch.uint8 else x.dtype
-            x_hat = self._reconstruct(_join(y_hat_slices, y.dtype), q, tiling, out_dtype)
+            x_hat = self._reconstruct(cat_as(y_hat_slices, y.dtype), q, tiling, out_dtype)
         return ModelStreams(z=z_coder.finish(), y=y_coder.finish(), z_shape=tuple(z.shape[2:]),
                             checks=bytes(checks), x_hat=x_hat)
 
@@ -370,7 +358,7 @@ class TCM(nn.Module):
             z_coder.finish()
             y_coder.finish()
             del latent_means, latent_scales, mu, scale, mean_support  # whole-latent tensors, before g_s
-            y_hat = _join(y_hat_slices, first.dtype)
+            y_hat = cat_as(y_hat_slices, first.dtype)
             return self._reconstruct(y_hat, q, tiling, first.dtype if dtype is None else dtype)
 
     # ------------------------------------------------------------------ checkpoints
