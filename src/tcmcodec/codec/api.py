@@ -54,8 +54,8 @@ from tcmcodec.codec.models import (
     resolve,
     weights_id,
 )
-from tcmcodec.errors import FormatError
 from tcmcodec.codec import tiles
+from tcmcodec.errors import FormatError
 from tcmcodec.codec.memory import check_memory
 from tcmcodec.codec.image import ImageInput, decode_alpha, encode_alpha, finish_image, pad_image, prepare_image, to_uint8_hwc
 
@@ -79,6 +79,8 @@ __all__ = [
 ALPHA_STREAM = "alpha"
 #: Name of the stream with the per-slice check values of the entropy parameters (format version 2).
 CHECK_STREAM = "check"
+
+
 # --------------------------------------------------------------------------------------- coding
 
 
