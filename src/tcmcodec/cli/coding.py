@@ -62,8 +62,12 @@ def cmd_compress(args: argparse.Namespace) -> int:
     pairs, skipped = plan_outputs(check_inputs(args.inputs), args.output, ".tcm", args.force, args.skip_existing)
     from tcmcodec import codec
 
-    if args.tile is not None and (args.tile < 0 or args.tile % 64):
-        raise UsageError(f"--tile must be 0 or a positive multiple of 64, got {args.tile}")
+    from tcmcodec.codec import tiles
+
+    try:
+        tiles.tiling_for((1, 1), args.tile)  # the codec's own check of the tile size, as a usage error
+    except ValueError as e:
+        raise UsageError(f"--tile: {e}") from None
     c = codec.Codec(model, args.checkpoint, args.device, quality=args.quality, pad_mode=args.pad_mode,
                     tile=args.tile)
     check_quality_arg(c.model, args.quality)

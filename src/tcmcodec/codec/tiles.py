@@ -22,15 +22,14 @@ TILES_STREAM = "tiles"
 def tiling_for(header_z_shape: tuple[int, int], tile: int | None, model: "TCM | None" = None) -> "Tiling":
     """The tiling of an image whose z has ``header_z_shape``: ``tile`` pixels a side (0: untiled), or
     automatic (None: ``model``'s default tile, untiled when one tile holds the image)."""
-    from tcmcodec.models.tiling import DEFAULT_OVERLAP, SCALE, Tiling, auto_tiling
+    from tcmcodec.models.tiling import SCALE, Tiling, auto_tiling
 
     h, w = 4 * header_z_shape[0], 4 * header_z_shape[1]  # latent (y) size
     if tile is None:
         return auto_tiling(h, w, default_tile(model)) if model is not None else Tiling()
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 0 or tile % 64:
         raise ValueError(f"tile must be 0 (untiled) or a positive multiple of 64 pixels, got {tile!r}")
-    tiling = Tiling(tile // SCALE, DEFAULT_OVERLAP)
-    return tiling if tiling.active(h, w) else Tiling()
+    return auto_tiling(h, w, tile // SCALE)
 
 
 def read_tiling(header: bitstream.Header, streams: dict[str, bytes]) -> "Tiling":

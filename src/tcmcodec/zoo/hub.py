@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,13 +100,31 @@ def _verify(path: Path, preset: Preset, weights: PublishedWeights, digest: str) 
     return model
 
 
-def _install(src_tmp: Path, dst: Path, digest: str) -> None:
-    """Publish a verified temporary file: checksum first, then the file, each by an atomic rename."""
-    side = _sidecar(dst)
+def _write_checksum(path: Path, digest: str) -> None:
+    """Record ``digest`` beside ``path`` (``FILE.sha256``), by an atomic rename."""
+    side = _sidecar(path)
     side_tmp = side.with_name(side.name + ".tmp")
-    side_tmp.write_text(f"{digest}  {dst.name}\n")
+    side_tmp.write_text(f"{digest}  {path.name}\n")
     os.replace(side_tmp, side)
-    os.replace(src_tmp, dst)
+
+
+def _install_verified(preset: Preset, weights: PublishedWeights, fill: Callable[[Path], None]) -> Path:
+    """Put ``weights`` into the cache: ``fill`` writes it into a temporary file beside its place, which is
+    verified, then published (checksum first, then the file, each by an atomic rename)."""
+    path = cached_path(weights)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{weights.filename}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        fill(tmp)
+        digest = _sha256(tmp)
+        _verify(tmp, preset, weights, digest)
+        _write_checksum(path, digest)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def _reason(exc: BaseException, url: str) -> str:
@@ -182,7 +201,7 @@ def fetch_weights(preset: Preset, quality: float | None = None, progress: bool =
         expected = weights.sha256 or recorded
         if expected is None:  # put there by hand: verified once, then its checksum is recorded
             _verify(path, preset, weights, digest)
-            side.write_text(f"{digest}  {path.name}\n")
+            _write_checksum(path, digest)
         elif digest != expected:
             raise WeightsError(f"{path} changed since it was verified (SHA-256 {digest}, expected {expected}): "
                                "delete it to download it again")
@@ -190,18 +209,7 @@ def fetch_weights(preset: Preset, quality: float | None = None, progress: bool =
     if _offline():
         raise WeightsError(f"{preset.name} quality {weights.quality} (lambda {weights.lmbda:g}) is not in the "
                            f"cache and {OFFLINE_ENV} forbids downloads; {_how_to_get(preset, weights)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{weights.filename}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        _download(preset, weights, tmp, progress)
-        digest = _sha256(tmp)
-        _verify(tmp, preset, weights, digest)
-        _install(tmp, path, digest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return _install_verified(preset, weights, lambda tmp: _download(preset, weights, tmp, progress))
 
 
 def _identify(src: Path, model: str | None, quality: float | None) -> tuple[Preset, PublishedWeights]:
@@ -251,16 +259,4 @@ def import_weights(src: str | os.PathLike, model: str | None = None, quality: fl
     if not src.is_file():
         raise ValueError(f"{src}: no such file")
     preset, weights = _identify(src, model, quality)
-    path = cached_path(weights)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{weights.filename}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        shutil.copyfile(src, tmp)
-        digest = _sha256(tmp)
-        _verify(tmp, preset, weights, digest)
-        _install(tmp, path, digest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return _install_verified(preset, weights, lambda tmp: shutil.copyfile(src, tmp))
