@@ -14,6 +14,11 @@ format version 2 with float64 entropy parameters; ``Codec.compress``, i.e. witho
 reconstruction that ``tcm compress`` also computes, as the authors' ``compress`` computes none).
 Runs alternate (ours, theirs, ours, ...), medians are reported, and ratios are theirs / ours (> 1: we
 are faster). Prints one JSON object.
+
+Also timed, to separate the transforms from the precision of the entropy parameters: our model alone
+with float32 entropy parameters (``TCM.compress`` / ``decompress`` with ``param_dtype=torch.float32``:
+the authors' precision, format version 1, whose files do not decode on every machine), reported as
+``ours_f32_*`` and ``speedup_f32_*``. The codec always writes float64 parameters (version 2/3).
 """
 
 from __future__ import annotations
@@ -91,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             c.decompress(c.compress(img.crop((0, 0, 256, 256))))
             small = theirs.compress(xp[:, :, :256, :256])
             theirs.decompress(small["strings"], small["shape"])
-        times = {"ours_encode": [], "ours_decode": [], "theirs_encode": [], "theirs_decode": []}
+        xo = F.pad(x, (0, -(-w // 64) * 64 - w, 0, -(-h // 64) * 64 - h), mode="replicate")  # our padding
+        times = {"ours_encode": [], "ours_decode": [], "theirs_encode": [], "theirs_decode": [],
+                 "ours_f32_encode": [], "ours_f32_decode": []}
         for _ in range(args.repeats):
             t, data = _time(lambda: c.compress(img))
             times["ours_encode"].append(t)
@@ -102,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                 times["theirs_encode"].append(t)
                 t, _ = _time(lambda: theirs.decompress(out["strings"], out["shape"]))
                 times["theirs_decode"].append(t)
+                t, streams = _time(lambda: ours.compress(xo, param_dtype=torch.float32))
+                times["ours_f32_encode"].append(t)
+                t, _ = _time(lambda: ours.decompress(streams, param_dtype=torch.float32))
+                times["ours_f32_decode"].append(t)
             print(f"{size}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), file=sys.stderr)
         med = {k: statistics.median(v) for k, v in times.items()}
         result["sizes"].append({
@@ -109,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             **{f"{k}_s": round(v, 3) for k, v in med.items()},
             "speedup_encode": round(med["theirs_encode"] / med["ours_encode"], 3),
             "speedup_decode": round(med["theirs_decode"] / med["ours_decode"], 3),
+            "speedup_f32_encode": round(med["theirs_encode"] / med["ours_f32_encode"], 3),
+            "speedup_f32_decode": round(med["theirs_decode"] / med["ours_f32_decode"], 3),
             "bytes_ours": len(data),
             "bytes_theirs": sum(len(s[0]) for s in out["strings"]),
         })

@@ -2,6 +2,7 @@
 
 from .attention import SwinBlock, WindowAttention
 from .blocks import (
+    ChannelsLast,
     ResidualBlock,
     ResidualBlockUpsample,
     ResidualBlockWithStride,
@@ -15,6 +16,7 @@ from .swatten import SWAtten, SwinPair
 from .tcm_block import TCMBlock, tcm_stage
 
 __all__ = [
+    "ChannelsLast",
     "GDN",
     "ResidualBlock",
     "ResidualBlockUpsample",

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .attention import SwinBlock
-from .blocks import ResidualBlock
+from .blocks import ResidualBlock, pointwise
 
 __all__ = ["TCMBlock"]
 
@@ -36,10 +36,10 @@ class TCMBlock(nn.Module):
         self.conv_block = ResidualBlock(conv_dim)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W), C = conv_dim + trans_dim
-        conv_x, trans_x = torch.split(self.conv1_1(x), (self.conv_dim, self.trans_dim), dim=1)
+        conv_x, trans_x = torch.split(pointwise(self.conv1_1, x), (self.conv_dim, self.trans_dim), dim=1)
         conv_x = self.conv_block(conv_x) + conv_x
         trans_x = self.trans_block(trans_x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # via (B, H, W, C)
-        return x + self.conv1_2(torch.cat((conv_x, trans_x), dim=1))
+        return x + pointwise(self.conv1_2, torch.cat((conv_x, trans_x), dim=1))
 
 
 def tcm_stage(dim: int, depth: int, head_dim: int, window: int) -> list[nn.Module]:

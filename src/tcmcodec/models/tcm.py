@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ..entropy import EntropyBottleneck, GaussianConditional, SymbolDecoder, SymbolEncoder
 from ..errors import FormatError
 from ..ops import cat_as
-from ..layers import ResidualBlockUpsample, ResidualBlockWithStride, SWAtten, conv3x3, subpel_conv3x3, tcm_stage
+from ..layers import ChannelsLast, ResidualBlockUpsample, ResidualBlockWithStride, SWAtten, conv3x3, subpel_conv3x3, tcm_stage
 from .gain import GainUnit
 from .config import TCMConfig
 from .params import CHECK_BYTES, param_net, slice_check
@@ -90,7 +90,7 @@ class TCM(nn.Module):
         self.config = c = config or TCMConfig()
         C = 2 * c.N
         d, hd = c.depths, c.head_dims
-        self.g_a = nn.Sequential(
+        self.g_a = ChannelsLast(
             ResidualBlockWithStride(3, C, 2),
             *tcm_stage(C, d[0], hd[0], c.window),
             ResidualBlockWithStride(C, C, 2),
@@ -99,7 +99,7 @@ class TCM(nn.Module):
             *tcm_stage(C, d[2], hd[2], c.window),
             conv3x3(C, c.M, stride=2),
         )
-        self.g_s = nn.Sequential(
+        self.g_s = ChannelsLast(
             ResidualBlockUpsample(c.M, C, 2),
             *tcm_stage(C, d[3], hd[3], c.window),
             ResidualBlockUpsample(C, C, 2),
