@@ -55,10 +55,51 @@ def _image(width: int, height: int):
     return make_image(width, height, SHARED / "data" / "kodak")
 
 
-def _time(fn) -> tuple[float, object]:
+#: Stages timed inside each run (forward hooks): the transforms, and the entropy-parameter networks
+#: (hyper-synthesis, SWAtten, cc transforms, LRP) together; "other" is the rest of the run (the
+#: hyper-analysis, the entropy coder, image conversion, container).
+PARAM_MODULES = ("h_mean_s", "h_scale_s", "atten_mean", "atten_scale", "cc_mean_transforms",
+                 "cc_scale_transforms", "lrp_transforms")
+
+
+class StageClock:
+    """Seconds spent in g_a, g_s and the entropy-parameter networks of one or more models."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def watch(self, stage: str, module: torch.nn.Module) -> None:
+        def pre(*_):
+            module._stage_t0 = time.perf_counter()
+
+        def post(*_):
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - module._stage_t0
+
+        module.register_forward_pre_hook(pre)
+        module.register_forward_hook(post)
+
+    def watch_model(self, model: torch.nn.Module) -> None:
+        """Times ``model.g_a``, ``model.g_s`` and its entropy-parameter networks."""
+        self.watch("g_a", model.g_a)
+        self.watch("g_s", model.g_s)
+        self.watch_params(model)
+
+    def watch_params(self, params: torch.nn.Module) -> None:
+        """Times the entropy-parameter networks held by ``params``."""
+        for name in PARAM_MODULES:
+            sub = getattr(params, name)
+            for part in (sub if isinstance(sub, torch.nn.ModuleList) else [sub]):
+                self.watch("entropy_parameters", part)
+
+
+def _time(fn, clock: StageClock) -> tuple[float, object, dict[str, float]]:
+    clock.seconds = {}
     t0 = time.perf_counter()
     out = fn()
-    return time.perf_counter() - t0, out
+    total = time.perf_counter() - t0
+    stages = dict(clock.seconds)
+    stages["other"] = total - sum(stages.values())
+    return total, out, stages
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tcmcodec import codec
     from tcmcodec.models import TCM
+    from tcmcodec.models.params import param_net
 
     sd = {k: torch.as_tensor(v) for k, v in _regen().reference_state_dict("N64").items()}
     theirs = Official(config=[2] * 6, head_dim=[8, 16, 32, 32, 16, 8], drop_path_rate=0.0, N=64, M=320)
@@ -82,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     ours = TCM.from_state_dict(sd).eval()
     ours.preset_name = "tcm-s"
     c = codec.Codec(ours)
+    clock = StageClock()
+    clock.watch_model(theirs)
+    # The float64 copy the codec codes with, built before the hooks (a deep copy would copy them).
+    clock.watch_params(param_net(ours, torch.float64))
+    clock.watch_model(ours)  # its own float32 entropy-parameter networks: the ours_f32 runs
 
     result = {"threads": args.threads, "repeats": args.repeats, "torch": torch.__version__,
               "machine": f"{platform.machine()} {os.cpu_count()} CPUs", "load_average_start": os.getloadavg(),
@@ -97,22 +144,24 @@ def main(argv: list[str] | None = None) -> int:
             small = theirs.compress(xp[:, :, :256, :256])
             theirs.decompress(small["strings"], small["shape"])
         xo = F.pad(x, (0, -(-w // 64) * 64 - w, 0, -(-h // 64) * 64 - h), mode="replicate")  # our padding
-        times = {"ours_encode": [], "ours_decode": [], "theirs_encode": [], "theirs_decode": [],
-                 "ours_f32_encode": [], "ours_f32_decode": []}
+        times = {k: [] for k in ("ours_encode", "ours_decode", "theirs_encode", "theirs_decode",
+                                 "ours_f32_encode", "ours_f32_decode")}
+        stages: dict[str, list[dict[str, float]]] = {k: [] for k in times}
+
+        def run(key, fn):
+            t, out, st = _time(fn, clock)
+            times[key].append(t)
+            stages[key].append(st)
+            return out
+
         for _ in range(args.repeats):
-            t, data = _time(lambda: c.compress(img))
-            times["ours_encode"].append(t)
-            t, _ = _time(lambda: c.decompress(data))
-            times["ours_decode"].append(t)
+            data = run("ours_encode", lambda: c.compress(img))
+            run("ours_decode", lambda: c.decompress(data))
             with torch.no_grad():
-                t, out = _time(lambda: theirs.compress(xp))
-                times["theirs_encode"].append(t)
-                t, _ = _time(lambda: theirs.decompress(out["strings"], out["shape"]))
-                times["theirs_decode"].append(t)
-                t, streams = _time(lambda: ours.compress(xo, param_dtype=torch.float32))
-                times["ours_f32_encode"].append(t)
-                t, _ = _time(lambda: ours.decompress(streams, param_dtype=torch.float32))
-                times["ours_f32_decode"].append(t)
+                out = run("theirs_encode", lambda: theirs.compress(xp))
+                run("theirs_decode", lambda: theirs.decompress(out["strings"], out["shape"]))
+                streams = run("ours_f32_encode", lambda: ours.compress(xo, param_dtype=torch.float32))
+                run("ours_f32_decode", lambda: ours.decompress(streams, param_dtype=torch.float32))
             print(f"{size}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), file=sys.stderr)
         med = {k: statistics.median(v) for k, v in times.items()}
         result["sizes"].append({
@@ -122,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             "speedup_decode": round(med["theirs_decode"] / med["ours_decode"], 3),
             "speedup_f32_encode": round(med["theirs_encode"] / med["ours_f32_encode"], 3),
             "speedup_f32_decode": round(med["theirs_decode"] / med["ours_f32_decode"], 3),
+            "stages_s": {k: {st: round(statistics.median(r[st] for r in v), 3) for st in v[0]}
+                         for k, v in stages.items()},
             "bytes_ours": len(data),
             "bytes_theirs": sum(len(s[0]) for s in out["strings"]),
         })

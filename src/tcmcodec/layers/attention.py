@@ -30,7 +30,13 @@ def _relative_index(window: int) -> Tensor:
         return rel[..., 0] * (2 * window - 1) + rel[..., 1]
 
 
+@functools.lru_cache(maxsize=64)
 def _window_masks(hp: int, wp: int, h: int, w: int, window: int, shifted: bool, device) -> tuple[Tensor, Tensor] | None:
+    with torch.inference_mode(False):  # cached: ordinary tensors (see _relative_index)
+        return _build_window_masks(hp, wp, h, w, window, shifted, device)
+
+
+def _build_window_masks(hp: int, wp: int, h: int, w: int, window: int, shifted: bool, device) -> tuple[Tensor, Tensor] | None:
     """Masks of the windows that need one, or ``None`` when no window does.
 
     The map is (hp, wp) after padding; (h, w) is the real size. For shifted windows the map has
