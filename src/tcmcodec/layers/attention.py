@@ -36,7 +36,9 @@ def _window_masks(hp: int, wp: int, h: int, w: int, window: int, shifted: bool, 
         return _build_window_masks(hp, wp, h, w, window, shifted, device)
 
 
-def _build_window_masks(hp: int, wp: int, h: int, w: int, window: int, shifted: bool, device) -> tuple[Tensor, Tensor] | None:
+def _build_window_masks(
+    hp: int, wp: int, h: int, w: int, window: int, shifted: bool, device
+) -> tuple[Tensor, Tensor] | None:
     """Masks of the windows that need one, or ``None`` when no window does.
 
     The map is (hp, wp) after padding; (h, w) is the real size. For shifted windows the map has

@@ -13,7 +13,9 @@ from torch import Tensor, nn
 from ..entropy import EntropyBottleneck, GaussianConditional, SymbolDecoder, SymbolEncoder
 from ..errors import FormatError
 from ..ops import cat_as
-from ..layers import ChannelsLast, ResidualBlockUpsample, ResidualBlockWithStride, SWAtten, conv3x3, subpel_conv3x3, tcm_stage
+from ..layers import (
+    ChannelsLast, ResidualBlockUpsample, ResidualBlockWithStride, SWAtten, conv3x3, subpel_conv3x3, tcm_stage,
+)
 from .gain import GainUnit
 from .config import TCMConfig
 from .params import CHECK_BYTES, param_net, slice_check
