@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from tcmcodec import FormatError, codec
+from tcmcodec import FormatError, codec, zoo
 from tcmcodec.codec import container as bitstream
 from tcmcodec.codec.image import load_image
+from tcmcodec.codec.tiles import tiling_for
 from tcmcodec.models.tiling import ALIGN, Tiling, auto_tiling
 
 
@@ -33,6 +34,19 @@ def test_bad_tilings_are_value_errors():
 def test_small_images_are_untiled_and_large_ones_tiled_by_default():
     assert not auto_tiling(64, 48).active(64, 48)
     assert auto_tiling(68, 48).active(68, 48)
+
+
+def z(h: int, w: int) -> tuple[int, int]:  # the header's z shape of an h x w image
+    return h // 64, w // 64
+
+
+def test_the_codec_tiles_only_images_whose_transforms_exceed_one_tiles_memory():
+    xs, s = zoo.create_model("tcm-xs"), zoo.create_model("tcm-s")
+    assert tiling_for(z(512, 768), None, s) == Tiling()  # Kodak: wider than a tcm-s tile, fits its memory
+    assert tiling_for(z(768, 1024), None, s).tile == 44
+    assert tiling_for(z(1024, 1280), None, xs) == Tiling()
+    assert tiling_for(z(1088, 1920), None, xs).tile == 64
+    assert tiling_for(z(512, 768), 256, s).tile == 16  # an explicit tile is used as given
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,8 @@ def _configure_compress(p: argparse.ArgumentParser) -> None:
                    help="padding to a multiple of 64 (default: replicate)")
     p.add_argument("--tile", type=int, metavar="PX",
                    help="code in tiles of PX pixels (a multiple of 64; 0: untiled), which bounds memory "
-                        "(default: the model's tile, 1024 px for tcm-xs, 704 px for tcm-s; small images untiled)")
+                        "(default: images up to ~1.4 Mpx for tcm-xs, ~0.7 Mpx for tcm-s untiled, larger ones in the "
+                        "model's tile, 1024 px for tcm-xs, 704 px for tcm-s)")
 
 
 @command("compress", "compress images into .tcm files", _configure_compress)

@@ -268,8 +268,9 @@ def compress(
         pad_mode: ``"replicate"`` (edge pixels, default) or ``"zero"``.
         tile: side in pixels (a multiple of 64) of the tiles the analysis and the reconstruction run
             in, which bounds memory (:mod:`tcmcodec.models.tiling`); 0: untiled; None (default):
-            the model's default (``tcm-xs``: 1024 px, ``tcm-s``: 704 px), untiled when one tile holds
-            the image. The file records the tiling.
+            untiled when the whole image's transforms fit one tile's memory (up to ~1.4 Mpx for
+            ``tcm-xs``, ~0.7 Mpx for ``tcm-s``), else the model's default (``tcm-xs``: 1024 px,
+            ``tcm-s``: 704 px). The file records the tiling.
 
     Returns:
         The ``.tcm`` file contents.

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from tcmcodec.models import TCM
     from tcmcodec.models.tiling import Tiling
 
-__all__ = ["BYTES_PER_PIXEL_PER_N", "TILE_BUDGET", "default_tile", "estimate_bytes", "available_bytes", "check_memory"]
+__all__ = [
+    "BYTES_PER_PIXEL_PER_N", "TILE_BUDGET", "default_tile", "fits_untiled", "estimate_bytes", "available_bytes",
+    "check_memory",
+]
 
 #: Peak bytes per padded pixel per unit of the model width N (measured peaks rounded up).
 BYTES_PER_PIXEL_PER_N = 33
@@ -45,6 +48,13 @@ def estimate_bytes(model: "TCM", height: int, width: int, tiling: "Tiling | None
         return _BASE + per_n * hp * wp
     side = 16 * (tiling.tile + 2 * tiling.overlap + 4)  # the largest tile with its context, in pixels
     return _BASE + per_n * min(hp, side) * min(wp, side) + BYTES_PER_PIXEL_IMAGE * hp * wp
+
+
+def fits_untiled(model: "TCM", height: int, width: int) -> bool:
+    """Whether the transforms of a whole ``height`` x ``width`` image (padded to 64) fit :data:`TILE_BUDGET`,
+    the memory one tile may take: such images need no tiles (which cost time at their seams)."""
+    m = model.pad_multiple
+    return BYTES_PER_PIXEL_PER_N * model.config.N * (-(-height // m) * m) * (-(-width // m) * m) <= TILE_BUDGET
 
 
 def default_tile(model: "TCM") -> int:

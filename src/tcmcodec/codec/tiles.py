@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tcmcodec.codec import container as bitstream
-from tcmcodec.codec.memory import default_tile
+from tcmcodec.codec.memory import default_tile, fits_untiled
 from tcmcodec.errors import FormatError
 
 if TYPE_CHECKING:
@@ -21,12 +21,15 @@ TILES_STREAM = "tiles"
 
 def tiling_for(header_z_shape: tuple[int, int], tile: int | None, model: "TCM | None" = None) -> "Tiling":
     """The tiling of an image whose z has ``header_z_shape``: ``tile`` pixels a side (0: untiled), or
-    automatic (None: ``model``'s default tile, untiled when one tile holds the image)."""
+    automatic (None: untiled when the whole image's transforms fit the memory of one tile, else
+    ``model``'s default tile)."""
     from tcmcodec.models.tiling import SCALE, Tiling, auto_tiling
 
     h, w = 4 * header_z_shape[0], 4 * header_z_shape[1]  # latent (y) size
     if tile is None:
-        return auto_tiling(h, w, default_tile(model)) if model is not None else Tiling()
+        if model is None or fits_untiled(model, SCALE * h, SCALE * w):
+            return Tiling()
+        return auto_tiling(h, w, default_tile(model))
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 0 or tile % 64:
         raise ValueError(f"tile must be 0 (untiled) or a positive multiple of 64 pixels, got {tile!r}")
     return auto_tiling(h, w, tile // SCALE)
