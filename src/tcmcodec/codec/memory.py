@@ -53,8 +53,7 @@ def estimate_bytes(model: "TCM", height: int, width: int, tiling: "Tiling | None
 def fits_untiled(model: "TCM", height: int, width: int) -> bool:
     """Whether the transforms of a whole ``height`` x ``width`` image (padded to 64) fit :data:`TILE_BUDGET`,
     the memory one tile may take: such images need no tiles (which cost time at their seams)."""
-    m = model.pad_multiple
-    return BYTES_PER_PIXEL_PER_N * model.config.N * (-(-height // m) * m) * (-(-width // m) * m) <= TILE_BUDGET
+    return estimate_bytes(model, height, width) - _BASE <= TILE_BUDGET  # the untiled transforms' term
 
 
 def default_tile(model: "TCM") -> int:

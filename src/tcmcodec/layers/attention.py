@@ -179,7 +179,7 @@ class WindowAttention(nn.Module):
         return self.relative_position_params.flatten(1)[:, index]
 
     def forward(self, x: Tensor) -> Tensor:  # (B, H, W, C) -> (B, H, W, C)
-        b, h, w, c = x.shape
+        h, w = x.shape[1:3]
         hp, wp = _padded(h, self.window), _padded(w, self.window)
         tokens = to_windows(_pad(x, hp, wp), self.window, self.shift)
         return _crop(from_windows(self.attend(tokens, (hp, wp), (h, w)), hp, wp, self.window, self.shift), h, w)
@@ -236,7 +236,7 @@ class SwinBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (B, H, W, C)
         # LayerNorm and MLP act on each token alone, so the whole block runs in window order: one
         # gather into windows and one back, instead of a roll and a partition around the attention.
-        b, h, w, c = x.shape
+        h, w = x.shape[1:3]
         p, shift = self.msa.window, self.msa.shift
         hp, wp = _padded(h, p), _padded(w, p)
         t = to_windows(_pad(x, hp, wp), p, shift)  # (B, nW, N, C)
