@@ -11,6 +11,7 @@ from tcmcodec import FormatError, codec, zoo
 from tcmcodec.codec import container as bitstream
 from tcmcodec.codec.image import load_image
 from tcmcodec.codec.tiles import tiling_for
+from tcmcodec.models import bands
 from tcmcodec.models.tiling import ALIGN, Tiling, auto_tiling
 
 
@@ -103,3 +104,31 @@ def test_float64_convolutions_in_bands_of_rows_give_the_same_values(monkeypatch,
     x = torch.randn(1, 40, 97, 53, dtype=torch.float64)
     monkeypatch.setattr(params, "BAND_BYTES", 40 * kernel * kernel * 53 * 8 * 7)  # 7 rows a band: 14 bands
     assert torch.equal(params._banded_forward(conv, x), conv(x))
+
+
+@pytest.mark.parametrize("h", [65, 135, 270])
+def test_entropy_parameter_bands_cover_the_rows_with_aligned_context_of_at_least_the_reach(h):
+    config = zoo.create_model("tcm-xs").config
+    win, r = config.atten_window, bands.reach(config)
+    plan = bands.row_bands(h, 480, config, budget=8 * 280 * 480 * 64)  # 64 rows a band, context included
+    assert plan[0][0] == 0 and plan[-1][1] == h
+    for (r0, r1, a0, a1), nxt in zip(plan, plan[1:] + [(h,)]):
+        assert r1 == nxt[0] and r0 % win == 0 and a0 % win == 0 and (a1 % win == 0 or a1 == h)
+        assert a0 == 0 or r0 - a0 >= r
+        assert a1 == h or a1 - r1 >= r
+    assert bands.row_bands(64, 480, config, budget=8 * 280 * 480 * 64) is None
+    assert bands.row_bands(136, 240, config) is None  # 3840x2160 with tcm-xs: whole
+
+
+def test_entropy_parameters_in_bands_of_rows_code_the_same_streams(monkeypatch, kodak_dir):
+    photo = np.asarray(load_image(kodak_dir / "kodim04.png"))[:, :256]  # portrait: (768, 256, 3)
+    x = torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1).unsqueeze(0)
+    model = zoo.create_model("tcm-xs", pretrained=True)
+    with torch.inference_mode():
+        whole = model.compress(x, 4.0, return_x_hat=True)
+        monkeypatch.setattr(bands, "BAND_BYTES", 1)  # 8-row cores: 6 bands of the 48 latent rows
+        assert len(bands.row_bands(48, 16, model.config)) == 6
+        banded = model.compress(x, 4.0, return_x_hat=True)
+        decoded = model.decompress(whole, 4.0, dtype=torch.uint8)
+    assert banded.checks == whole.checks and banded.y == whole.y and banded.z == whole.z
+    assert torch.equal(banded.x_hat, whole.x_hat) and torch.equal(decoded, whole.x_hat)

@@ -29,9 +29,9 @@ __all__ = [
 #: Peak bytes per padded pixel per unit of the model width N (measured peaks rounded up).
 BYTES_PER_PIXEL_PER_N = 33
 #: Bytes per padded pixel that tiling does not bound: the image and its reconstruction, the latents
-#: and the whole-latent entropy model (fit to tcm-xs peaks of 1.9 GiB at 3840x2160 and 4.1 GiB at
-#: 7680x4320, tiled, with a margin).
-BYTES_PER_PIXEL_IMAGE = 72
+#: and what the entropy model keeps of the whole latent (tcm-xs peaks grew by 34 B/px from 3840x2160
+#: (1.5-1.7 GiB) to 7680x4320 (2.5 GiB), tiled, entropy parameters in bands; with a margin).
+BYTES_PER_PIXEL_IMAGE = 40
 _BASE = 512 << 20  # the interpreter, torch and the weights
 #: Memory the transforms of one tile (with its context) may take: sets the default tile of a model.
 TILE_BUDGET = int(1.4 * (1 << 30))

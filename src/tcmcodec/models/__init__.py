@@ -13,7 +13,7 @@ from .config import TCMConfig
 
 _LAZY = {
     "TCM": "tcm",
-    "ModelStreams": "tcm",
+    "ModelStreams": "streams",
     "GainUnit": "gain",
     "LAMBDAS": "gain",
     "LAMBDAS_MSSSIM": "gain",

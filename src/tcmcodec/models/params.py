@@ -22,6 +22,7 @@ a :class:`~tcmcodec.errors.FormatError` that says what happened instead of silen
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import types
 import zlib
@@ -31,7 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PARAM_MODULES", "CHECK_BYTES", "version_key", "param_net", "slice_check"]
+from ..errors import FormatError
+
+__all__ = [
+    "PARAM_MODULES", "CHECK_BYTES", "version_key", "param_net", "slice_check", "verify_check", "deterministic",
+    "banded_conv2d",
+]
 
 #: Sub-modules of a TCM that compute the entropy parameters (means, scales, LRP) from ``z_hat``.
 PARAM_MODULES = (
@@ -54,21 +60,27 @@ _CACHE_ATTR = "_param_net_cache"
 BAND_BYTES = 16 << 20
 
 
-def _banded_forward(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """``conv(x)`` for a stride-1 zero-padded convolution, a band of output rows at a time, so that the
-    unfolded input never exceeds :data:`BAND_BYTES` (same values up to float summation order)."""
+def banded_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int]) -> Tensor:
+    """A stride-1 'same' convolution (odd kernel, ``padding`` = half of it) a band of output rows at a
+    time, so that the unfolded input never exceeds :data:`BAND_BYTES` (same values up to float summation
+    order)."""
     b, c, h, w = x.shape
-    k, p = conv.kernel_size[0], conv.padding[0]
-    rows = max(1, BAND_BYTES // max(1, c * conv.kernel_size[0] * conv.kernel_size[1] * w * x.element_size()))
+    k, p = weight.shape[2], padding[0]
+    rows = max(1, BAND_BYTES // max(1, c * weight.shape[2] * weight.shape[3] * w * x.element_size()))
     if rows >= h:
-        return conv._conv_forward(x, conv.weight, conv.bias)
-    out = x.new_empty(b, conv.out_channels, h, w)  # (B, C_out, H, W): stride 1, 'same' padding
+        return F.conv2d(x, weight, bias, 1, padding)
+    out = x.new_empty(b, weight.shape[0], h, w)  # (B, C_out, H, W): stride 1, 'same' padding
     for r0 in range(0, h, rows):
         r1 = min(h, r0 + rows)
         lo, hi = max(0, r0 - p), min(h, r1 + k - 1 - p)  # input rows that output rows r0..r1 read
         band = F.pad(x[:, :, lo:hi], (0, 0, p - (r0 - lo), (r1 + k - 1 - p) - hi))
-        out[:, :, r0:r1] = F.conv2d(band, conv.weight, conv.bias, 1, (0, conv.padding[1]))
+        out[:, :, r0:r1] = F.conv2d(band, weight, bias, 1, (0, padding[1]))
     return out
+
+
+def _banded_forward(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """``conv(x)`` through :func:`banded_conv2d` (the instance-level ``forward`` of the float64 copy)."""
+    return banded_conv2d(x, conv.weight, conv.bias, conv.padding)
 
 
 def _band_convolutions(module: nn.Module) -> None:
@@ -140,3 +152,28 @@ def slice_check(indexes: np.ndarray) -> bytes:
     idx = np.ascontiguousarray(indexes)
     raw = idx.astype(np.uint8).tobytes() if idx.size == 0 or int(idx.max()) < 256 else idx.astype("<i4").tobytes()
     return (zlib.crc32(raw) & 0xFFFF).to_bytes(CHECK_BYTES, "little")
+
+
+@contextlib.contextmanager
+def deterministic(device: torch.device):
+    """Deterministic cuDNN algorithms while coding: encoder and decoder must compute the same scales."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+
+
+def verify_check(i: int, indexes: np.ndarray, expected: bytes) -> None:
+    """Raise :class:`~tcmcodec.errors.FormatError` unless slice ``i``'s ``indexes`` have the check value ``expected``."""
+    got = slice_check(indexes)
+    if got != expected:
+        raise FormatError(
+            f"entropy parameters of slice {i} differ from the encoder's (check {expected.hex()}, computed "
+            f"{got.hex()}): the file was written by a build or machine that computes them differently, "
+            "or not by tcmcodec"
+        )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import torch
@@ -18,54 +16,12 @@ from ..layers import (
 )
 from .gain import GainUnit
 from .config import TCMConfig
-from .params import CHECK_BYTES, param_net, slice_check
+from .bands import Band, banded, row_bands
+from .streams import ModelStreams
+from .params import CHECK_BYTES, banded_conv2d, deterministic, param_net, slice_check, verify_check
 from .tiling import Tiling, analyze, synthesize
 
 __all__ = ["TCMConfig", "TCM", "ModelStreams"]
-
-
-@dataclass
-class ModelStreams:
-    """The entropy-coded latents of one image.
-
-    Args:
-        z: coded hyper-latent symbols.
-        y: coded latent symbols (all slices).
-        z_shape: (height, width) of z, i.e. the padded image size / 64.
-        checks: one ``CHECK_BYTES`` check value of the table indexes per slice (see
-            :mod:`tcmcodec.models.params`); ``None`` = not checked (format version 1 files).
-        x_hat: the encoder-side reconstruction (1, 3, H, W), when asked for; never stored.
-    """
-
-    z: bytes
-    y: bytes
-    z_shape: tuple[int, int]
-    checks: bytes | None = None
-    x_hat: Tensor | None = field(default=None, repr=False)
-
-
-@contextlib.contextmanager
-def _deterministic(device: torch.device):
-    """Deterministic cuDNN algorithms while coding: encoder and decoder must compute the same scales."""
-    if device.type != "cuda":
-        yield
-        return
-    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
-
-
-def _verify_check(i: int, indexes, expected: bytes) -> None:
-    got = slice_check(indexes)
-    if got != expected:
-        raise FormatError(
-            f"entropy parameters of slice {i} differ from the encoder's (check {expected.hex()}, computed "
-            f"{got.hex()}): the file was written by a build or machine that computes them differently, "
-            "or not by tcmcodec"
-        )
 
 
 def _cc_transform(in_ch: int, hidden: tuple[int, int], out_ch: int) -> nn.Sequential:
@@ -200,21 +156,52 @@ class TCM(nn.Module):
         return synthesize(self.g_s, y_hat, tiling, dtype)
 
     def _slice_params(
-        self, i: int, latent_means: Tensor, latent_scales: Tensor, done: list[Tensor], net: nn.Module | None = None
+        self, i: int, latent_means: Tensor, latent_scales: Tensor, done: list[Tensor], net: nn.Module | None = None,
+        bands: list[Band] | None = None,
     ):
-        """Mean, raw scale and mean support of slice i given the decoded earlier slices."""
+        """Mean, raw scale and LRP input of slice i given the decoded earlier slices. The LRP input is the
+        mean support; with ``bands`` (computed band by band) it is the mean support's part of LRP's first
+        convolution instead, as wide as that convolution (the support is as wide as the inputs)."""
         net = self if net is None else net
         support = done[: self.config.max_support_slices]
-        mean_support = net.atten_mean[i](torch.cat([latent_means, *support], dim=1))
-        mu = net.cc_mean_transforms[i](mean_support)
-        scale = net.cc_scale_transforms[i](net.atten_scale[i](torch.cat([latent_scales, *support], dim=1)))
-        return mu, scale, mean_support
 
-    def _lrp(self, i: int, mean_support: Tensor, y_hat_slice: Tensor, net: nn.Module | None = None) -> Tensor:
-        """Latent residual prediction: add ``0.5 * tanh(lrp(mean_support, y_hat_i))``."""
-        net = self if net is None else net
-        lrp = net.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
-        return y_hat_slice + 0.5 * torch.tanh(lrp)
+        def mean_support(means: Tensor, *sup: Tensor) -> Tensor:
+            return net.atten_mean[i](torch.cat([means, *sup], dim=1))
+
+        def scale(scales: Tensor, *sup: Tensor) -> Tensor:
+            return net.cc_scale_transforms[i](net.atten_scale[i](torch.cat([scales, *sup], dim=1)))
+
+        if bands is None:
+            ms = mean_support(latent_means, *support)
+            return net.cc_mean_transforms[i](ms), scale(latent_scales, *support), ms
+        first = net.lrp_transforms[i][0]
+        width = latent_means.shape[1] + sum(t.shape[1] for t in support)
+
+        def mean_and_lrp_part(*t: Tensor) -> Tensor:
+            ms = mean_support(*t)
+            head = banded_conv2d(ms, first.weight[:, :width], first.bias, first.padding)
+            return torch.cat([net.cc_mean_transforms[i](ms), head], dim=1)
+
+        both = banded(mean_and_lrp_part, [latent_means, *support], bands)
+        sd = self.slice_dim
+        return both[:, :sd], banded(scale, [latent_scales, *support], bands), both[:, sd:]
+
+    def _lrp(
+        self, i: int, lrp_input: Tensor, y_hat_slice: Tensor, net: nn.Module | None = None,
+        bands: list[Band] | None = None,
+    ) -> Tensor:
+        """Latent residual prediction: add ``0.5 * tanh(lrp(mean_support, y_hat_i))``; ``lrp_input`` and
+        ``bands`` as from ``_slice_params``."""
+        lrp = (self if net is None else net).lrp_transforms[i]
+        if bands is None:
+            return y_hat_slice + 0.5 * torch.tanh(lrp(torch.cat([lrp_input, y_hat_slice], dim=1)))
+        first, width = lrp[0], lrp[0].in_channels - y_hat_slice.shape[1]
+
+        def add_lrp(head: Tensor, y_hat: Tensor) -> Tensor:
+            h = head + banded_conv2d(y_hat, first.weight[:, width:], None, first.padding)
+            return y_hat + 0.5 * torch.tanh(lrp[1:](h))
+
+        return banded(add_lrp, [lrp_input, y_hat_slice], bands)
 
     # ------------------------------------------------------------------ training / estimation
     def forward(self, x: Tensor, quality: float | Tensor | None = None) -> dict[str, Any]:
@@ -235,10 +222,10 @@ class TCM(nn.Module):
         y_hat_slices: list[Tensor] = []
         likelihoods = []
         for i, y_slice in enumerate(y.chunk(self.config.num_slices, 1)):
-            mu, scale, mean_support = self._slice_params(i, latent_means, latent_scales, y_hat_slices)
+            mu, scale, lrp_input = self._slice_params(i, latent_means, latent_scales, y_hat_slices)
             y_hat_slice, lik = self.gaussian_conditional(y_slice, scale, mu)
             likelihoods.append(lik)
-            y_hat_slices.append(self._lrp(i, mean_support, y_hat_slice))
+            y_hat_slices.append(self._lrp(i, lrp_input, y_hat_slice))
         x_hat = self._synthesis(torch.cat(y_hat_slices, dim=1), q)
         return {"x_hat": x_hat, "likelihoods": {"y": torch.cat(likelihoods, dim=1), "z": z_likelihoods}}
 
@@ -279,7 +266,7 @@ class TCM(nn.Module):
         if x.shape[0] != 1:
             raise ValueError("compress codes one image at a time (batch size 1)")
         net = param_net(self, param_dtype)
-        with _deterministic(x.device):
+        with deterministic(x.device):
             return self._compress(x, self._quality(quality, 1, x.device), return_x_hat, net, param_dtype, tiling)
 
     def _compress(
@@ -292,15 +279,16 @@ class TCM(nn.Module):
         y_coder = SymbolEncoder()
         y_hat_slices: list[Tensor] = []
         checks = bytearray()
-        for i, y_slice in enumerate(y.to(dtype).chunk(self.config.num_slices, 1)):
-            mu, scale, mean_support = self._slice_params(i, latent_means, latent_scales, y_hat_slices, net)
+        bands = row_bands(*y.shape[2:], self.config)
+        for i, y_slice in enumerate(y.chunk(self.config.num_slices, 1)):
+            mu, scale, lrp_input = self._slice_params(i, latent_means, latent_scales, y_hat_slices, net, bands)
             indexes = self.gaussian_conditional.build_indexes(scale)
             checks += slice_check(indexes)
-            _, y_hat_slice = self.gaussian_conditional.compress(y_slice, scale, mu, y_coder, indexes=indexes)
-            y_hat_slices.append(self._lrp(i, mean_support, y_hat_slice, net))
+            _, y_hat_slice = self.gaussian_conditional.compress(y_slice.to(dtype), scale, mu, y_coder, indexes=indexes)
+            y_hat_slices.append(self._lrp(i, lrp_input, y_hat_slice, net, bands))
         x_hat = None
         if return_x_hat:
-            del latent_means, latent_scales, mu, scale, mean_support, y_slice  # whole-latent tensors
+            del latent_means, latent_scales, mu, scale, lrp_input, y_slice  # whole-latent tensors
             out_dtype = torch.uint8 if x.dtype == torch.uint8 else x.dtype
             x_hat = self._reconstruct(cat_as(y_hat_slices, y.dtype), q, tiling, out_dtype)
         return ModelStreams(z=z_coder.finish(), y=y_coder.finish(), z_shape=tuple(z.shape[2:]),
@@ -346,20 +334,21 @@ class TCM(nn.Module):
         if checks is not None and len(checks) != CHECK_BYTES * self.config.num_slices:
             raise FormatError(f"check stream has {len(checks)} bytes, expected {CHECK_BYTES * self.config.num_slices}")
         net = param_net(self, param_dtype)
-        with _deterministic(first.device):
+        with deterministic(first.device):
             z_hat = self.entropy_bottleneck.decompress(z_coder, (h, w)).to(param_dtype)
             latent_means, latent_scales = self._hyper_synthesis(z_hat, q, (4 * h, 4 * w), net)
             y_hat_slices: list[Tensor] = []
+            bands = row_bands(4 * h, 4 * w, self.config)
             for i in range(self.config.num_slices):
-                mu, scale, mean_support = self._slice_params(i, latent_means, latent_scales, y_hat_slices, net)
+                mu, scale, lrp_input = self._slice_params(i, latent_means, latent_scales, y_hat_slices, net, bands)
                 indexes = self.gaussian_conditional.build_indexes(scale)
                 if checks is not None:
-                    _verify_check(i, indexes, checks[CHECK_BYTES * i : CHECK_BYTES * (i + 1)])
+                    verify_check(i, indexes, checks[CHECK_BYTES * i : CHECK_BYTES * (i + 1)])
                 y_hat_slice = self.gaussian_conditional.decompress(y_coder, scale, mu, indexes=indexes)
-                y_hat_slices.append(self._lrp(i, mean_support, y_hat_slice, net))
+                y_hat_slices.append(self._lrp(i, lrp_input, y_hat_slice, net, bands))
             z_coder.finish()
             y_coder.finish()
-            del latent_means, latent_scales, mu, scale, mean_support  # whole-latent tensors, before g_s
+            del latent_means, latent_scales, mu, scale, lrp_input  # whole-latent tensors, before g_s
             y_hat = cat_as(y_hat_slices, first.dtype)
             return self._reconstruct(y_hat, q, tiling, first.dtype if dtype is None else dtype)
 
