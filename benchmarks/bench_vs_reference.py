@@ -55,15 +55,11 @@ def _image(width: int, height: int):
     return make_image(width, height, SHARED / "data" / "kodak")
 
 
-#: Stages timed inside each run (forward hooks): the transforms, and the entropy-parameter networks
-#: (hyper-synthesis, SWAtten, cc transforms, LRP) together; "other" is the rest of the run (the
-#: hyper-analysis, the entropy coder, image conversion, container).
-PARAM_MODULES = ("h_mean_s", "h_scale_s", "atten_mean", "atten_scale", "cc_mean_transforms",
-                 "cc_scale_transforms", "lrp_transforms")
-
-
 class StageClock:
-    """Seconds spent in g_a, g_s and the entropy-parameter networks of one or more models."""
+    """Seconds spent in g_a, g_s and the entropy-parameter networks of one or more models (forward hooks):
+    the transforms, and the entropy-parameter networks (``tcmcodec.models.params.PARAM_MODULES``:
+    hyper-synthesis, SWAtten, cc transforms, LRP) together; "other" is the rest of a run (the
+    hyper-analysis, the entropy coder, image conversion, container)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -86,8 +82,12 @@ class StageClock:
 
     def watch_params(self, params: torch.nn.Module) -> None:
         """Times the entropy-parameter networks held by ``params``."""
+        from tcmcodec.models.params import PARAM_MODULES
+
         for name in PARAM_MODULES:
-            sub = getattr(params, name)
+            sub = getattr(params, name, None)  # the authors' model and fixed-rate presets have no gains
+            if sub is None:
+                continue
             for part in (sub if isinstance(sub, torch.nn.ModuleList) else [sub]):
                 self.watch("entropy_parameters", part)
 

@@ -11,7 +11,8 @@ padding and the shifted-window masks see the band's edge instead of the neighbou
 float64 summation (the table indexes: identical, tested in ``tests/models/test_tiling.py``).
 
 The bands are a pure function of the latent size and the model's configuration, so the encoder and
-the decoder cut the same ones. The means and scales of the slice being coded, the decoded slices,
+the decoder cut the same ones. Only the float64 path (format version 2 and later) runs in bands: float32
+(version 1) files were written whole, and float32 sums in another order could pick other tables. The means and scales of the slice being coded, the decoded slices,
 and the hyper-synthesis output stay whole (a few bytes per pixel).
 """
 

@@ -279,7 +279,7 @@ class TCM(nn.Module):
         y_coder = SymbolEncoder()
         y_hat_slices: list[Tensor] = []
         checks = bytearray()
-        bands = row_bands(*y.shape[2:], self.config)
+        bands = row_bands(*y.shape[2:], self.config) if dtype == torch.float64 else None  # see models.bands
         for i, y_slice in enumerate(y.chunk(self.config.num_slices, 1)):
             mu, scale, lrp_input = self._slice_params(i, latent_means, latent_scales, y_hat_slices, net, bands)
             indexes = self.gaussian_conditional.build_indexes(scale)
@@ -338,7 +338,7 @@ class TCM(nn.Module):
             z_hat = self.entropy_bottleneck.decompress(z_coder, (h, w)).to(param_dtype)
             latent_means, latent_scales = self._hyper_synthesis(z_hat, q, (4 * h, 4 * w), net)
             y_hat_slices: list[Tensor] = []
-            bands = row_bands(4 * h, 4 * w, self.config)
+            bands = row_bands(4 * h, 4 * w, self.config) if param_dtype == torch.float64 else None
             for i in range(self.config.num_slices):
                 mu, scale, lrp_input = self._slice_params(i, latent_means, latent_scales, y_hat_slices, net, bands)
                 indexes = self.gaussian_conditional.build_indexes(scale)
