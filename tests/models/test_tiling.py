@@ -126,7 +126,7 @@ def test_entropy_parameters_in_bands_of_rows_code_the_same_streams(monkeypatch, 
     model = zoo.create_model("tcm-xs", pretrained=True)
     with torch.inference_mode():
         whole = model.compress(x, 4.0, return_x_hat=True)
-        monkeypatch.setattr(bands, "BAND_BYTES", 1)  # 8-row cores: 6 bands of the 48 latent rows
+        monkeypatch.setattr(bands, "BAND_BUDGET", 1)  # 8-row cores: 6 bands of the 48 latent rows
         assert len(bands.row_bands(48, 16, model.config)) == 6
         banded = model.compress(x, 4.0, return_x_hat=True)
         decoded = model.decompress(whole, 4.0, dtype=torch.uint8)

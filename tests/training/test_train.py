@@ -203,10 +203,29 @@ def test_gain_levels_start_spread_so_quality_changes_the_rate_from_step_zero():
     torch.testing.assert_close(g * ig, torch.ones_like(g))  # inverse gains undo them at init
 
 
-def test_validation_writes_real_bitstream_rates(tmp_path, train_dir):
+def test_validation_writes_real_bitstream_rates_of_the_weights_and_their_average(tmp_path, train_dir):
     cfg = tiny_config(tmp_path, train_dir, steps=1, val_every=1, val_dir=str(train_dir), val_images=1,
-                      val_qualities=[2.0, 7.0])
+                      val_qualities=[2.0, 7.0], ema=0.9)
     train(cfg)
-    rows = [line.split(",") for line in (tmp_path / "val.csv").read_text().splitlines()]
-    assert [float(r[1]) for r in rows] == [2.0, 7.0]
-    assert all(float(r[2]) > 0 and 0 < float(r[3]) < 60 for r in rows), rows  # bpp, PSNR of decoded files
+    for name in ("val.csv", "val_ema.csv"):
+        rows = [line.split(",") for line in (tmp_path / name).read_text().splitlines()]
+        assert [float(r[1]) for r in rows] == [2.0, 7.0]
+        assert all(float(r[2]) > 0 and 0 < float(r[3]) < 60 for r in rows), rows  # bpp, PSNR of decoded files
+
+
+def test_the_weight_average_resumes_exactly_and_is_what_export_writes_with_ema(tmp_path, train_dir):
+    straight = train(tiny_config(tmp_path / "a", train_dir, ema=0.5))
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    train(tiny_config(tmp_path / "b", train_dir, ema=0.5, stop_at=2))
+    train(tiny_config(tmp_path / "b", train_dir, ema=0.5, resume=True))
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert a["ema"]["n_averaged"] == b["ema"]["n_averaged"] == 4
+    assert_same(a["ema"]["model"], b["ema"]["model"])
+    raw = params(straight)
+    assert any(not torch.equal(a["ema"]["model"][k], raw[k]) for k in raw)  # an average, not the last weights
+    out = export_weights(tmp_path / "a" / "last.pt", tmp_path / "ema.safetensors", fp16=False, ema=True)
+    assert_same(zoo.load_checkpoint(out).state_dict(), a["ema"]["model"])
+    del a["ema"]
+    torch.save(a, tmp_path / "no_ema.pt")
+    with pytest.raises(ValueError, match="no moving average"):
+        export_weights(tmp_path / "no_ema.pt", tmp_path / "x.safetensors", ema=True)

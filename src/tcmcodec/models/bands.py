@@ -2,7 +2,7 @@
 
 The entropy-parameter path of one slice (SWAtten, the cc transforms, LRP; float64 when coding)
 builds several whole-latent tensors of ``M + slice_dim * k`` channels: ~2 GiB for ``tcm-xs`` at
-7680x4320, more than its tiled transforms. Above :data:`BAND_BYTES` per such tensor it runs on bands
+7680x4320, more than its tiled transforms. Above :data:`BAND_BUDGET` per such tensor it runs on bands
 of latent rows instead: each band is computed with :func:`reach` rows of context above and below
 (rounded out to the attention window, so that every Swin window is where it is in the whole
 latent; clipped at the latent's border) and only its core rows are kept. Within the context, zero
@@ -12,8 +12,9 @@ float64 summation (the table indexes: identical, tested in ``tests/models/test_t
 
 The bands are a pure function of the latent size and the model's configuration, so the encoder and
 the decoder cut the same ones. Only the float64 path (format version 2 and later) runs in bands: float32
-(version 1) files were written whole, and float32 sums in another order could pick other tables. The means and scales of the slice being coded, the decoded slices,
-and the hyper-synthesis output stay whole (a few bytes per pixel).
+(version 1) files were written whole, and float32 sums in another order could pick other tables. The
+means and scales of the slice being coded, the decoded slices, and the hyper-synthesis output stay
+whole (a few bytes per pixel).
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from torch import Tensor
 
 from .config import TCMConfig
 
-__all__ = ["BAND_BYTES", "Band", "reach", "row_bands", "banded"]
+__all__ = ["BAND_BUDGET", "Band", "reach", "row_bands", "banded"]
 
 #: Largest float64 tensor of the widest slice input (the hyper-synthesis output and the support of the
 #: earlier slices) that the path builds at once (4K with ``tcm-xs`` stays whole; 8K runs in bands).
-BAND_BYTES = 128 << 20
+BAND_BUDGET = 128 << 20
 
 #: ``(core_start, core_end, context_start, context_end)`` latent rows of one band.
 Band = tuple[int, int, int, int]
@@ -53,7 +54,7 @@ def row_bands(h: int, w: int, config: TCMConfig, budget: int | None = None) -> l
         h: latent rows.
         w: latent columns.
         config: the model's configuration (channels, attention window).
-        budget: bytes that one float64 tensor of the widest slice input may take (default :data:`BAND_BYTES`).
+        budget: bytes that one float64 tensor of the widest slice input may take (default :data:`BAND_BUDGET`).
 
     Returns:
         Bands whose cores cover ``0..h`` in order, cores and context starts multiples of the attention
@@ -62,7 +63,7 @@ def row_bands(h: int, w: int, config: TCMConfig, budget: int | None = None) -> l
     if h <= 0 or w <= 0:
         raise ValueError(f"latent size must be positive, got {h}x{w}")
     channels = config.M + (config.M // config.num_slices) * min(config.num_slices - 1, config.max_support_slices)
-    rows = (BAND_BYTES if budget is None else budget) // (8 * channels * w)  # rows of one band, context included
+    rows = (BAND_BUDGET if budget is None else budget) // (8 * channels * w)  # rows of one band, context included
     if h <= rows:
         return None
     win, r = config.atten_window, reach(config)

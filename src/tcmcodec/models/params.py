@@ -169,7 +169,8 @@ def deterministic(device: torch.device):
 
 
 def verify_check(i: int, indexes: np.ndarray, expected: bytes) -> None:
-    """Raise :class:`~tcmcodec.errors.FormatError` unless slice ``i``'s ``indexes`` have the check value ``expected``."""
+    """Raise :class:`~tcmcodec.errors.FormatError` unless slice ``i``'s ``indexes`` have the check value
+    ``expected``."""
     got = slice_check(indexes)
     if got != expected:
         raise FormatError(

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel
 
 from tcmcodec._fileio import write_atomic
 from tcmcodec.models import TCM, TCMConfig
@@ -60,6 +61,7 @@ def save_checkpoint(
     step: int,
     cfg: TrainConfig,
     rng_states: list[dict[str, Any]],
+    ema: AveragedModel | None = None,
 ) -> None:
     """Write a checkpoint atomically; it rebuilds the model alone (``zoo.load_checkpoint``).
 
@@ -72,6 +74,8 @@ def save_checkpoint(
         step: optimizer steps done.
         cfg: the run's configuration.
         rng_states: RNG state of every rank (``gather_rng_states``), restored per rank on resume.
+        ema: the moving average of the weights (``--ema``), stored as ``"ema": {"model": state dict,
+            "n_averaged": updates}``.
     """
     state = {
         "model": model.state_dict(),
@@ -84,6 +88,8 @@ def save_checkpoint(
         "rng": rng_states,
         "train_config": dataclasses.asdict(cfg),
     }
+    if ema is not None:
+        state["ema"] = {"model": ema.module.state_dict(), "n_averaged": int(ema.n_averaged)}
     buf = io.BytesIO()
     torch.save(state, buf)
     write_atomic(path, buf.getvalue())
@@ -97,8 +103,10 @@ def load_checkpoint_state(
     sched: torch.optim.lr_scheduler.LRScheduler,
     rank: int,
     world: int,
+    ema: AveragedModel | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Restore what :func:`save_checkpoint` wrote into the given objects.
+    """Restore what :func:`save_checkpoint` wrote into the given objects (``ema``: the moving average;
+    one that the checkpoint lacks starts from the restored weights).
 
     Returns:
         ``(step, rng_state)``: the steps done and this rank's RNG state (restore it with
@@ -112,6 +120,9 @@ def load_checkpoint_state(
     opt.load_state_dict(ckpt["optimizer"])
     aux_opt.load_state_dict(ckpt["aux_optimizer"])
     sched.load_state_dict(ckpt["scheduler"])
+    if ema is not None and "ema" in ckpt:
+        ema.module.load_state_dict(ckpt["ema"]["model"])
+        ema.n_averaged.fill_(ckpt["ema"]["n_averaged"])
     rng_states = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]  # single-process format
     if len(rng_states) != world:
         raise ValueError(f"checkpoint was written by {len(rng_states)} processes, this run has {world}")

@@ -35,6 +35,7 @@ class TrainConfig:
     schedule: str = "multistep"  # "multistep" (paper: x0.1 at 90% of the steps) or "cosine"
     warmup_steps: int = 0  # linear learning-rate warm-up
     clip_grad: float = 1.0  # gradient-norm clipping of the main loss (0: off)
+    ema: float = 0.0  # >0: also keep an exponential moving average of the weights, this decay per step (e.g. 0.999)
     # hardware
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     threads: int = 0  # CPU threads (0: torch's default)
@@ -67,6 +68,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if self.lr <= 0 or self.aux_lr <= 0:
             raise ValueError("learning rates must be positive")
         if not 1.0 <= self.quality_min <= self.quality_max:

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from tcmcodec.codec.files import list_images
 from tcmcodec.models import TCM, quality_to_lambda
@@ -111,6 +112,7 @@ class Run:
         sched: the learning-rate schedule of ``opt``.
         step: optimizer steps done so far.
         rng_state: this rank's RNG state to restore once the data loader drew its seed (resume), or None.
+        ema: the moving average of the weights (``--ema``), or None.
     """
 
     cfg: TrainConfig
@@ -125,6 +127,7 @@ class Run:
     sched: torch.optim.lr_scheduler.LRScheduler
     step: int = 0
     rng_state: dict[str, Any] | None = None
+    ema: AveragedModel | None = None
 
     @property
     def master(self) -> bool:
@@ -163,8 +166,10 @@ def setup(cfg: TrainConfig) -> Run:
     aux_opt = torch.optim.Adam([p for n, p in model.named_parameters() if n in aux_names], lr=cfg.aux_lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     run = Run(cfg, ddp, rank, world, device, model, model, opt, aux_opt, sched)
+    if cfg.ema:
+        run.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
     if resuming:
-        run.step, run.rng_state = load_checkpoint_state(last, model, opt, aux_opt, sched, rank, world)
+        run.step, run.rng_state = load_checkpoint_state(last, model, opt, aux_opt, sched, rank, world, run.ema)
         if run.master:
             print(f"resumed from {last} at step {run.step}", flush=True)
     if ddp:
@@ -228,6 +233,8 @@ def train_step(run: Run, batch: torch.Tensor) -> dict[str, float]:
             dist.all_reduce(p.grad)
             p.grad /= run.world
     run.aux_opt.step()
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
     run.step += 1
     return {**{k: v.item() for k, v in terms.items()}, "aux": aux.item()}
 
@@ -280,14 +287,17 @@ class _Logger:
             for k, v in avg.items():
                 self.writer.add_scalar(f"train/{k}", v, step)
 
-    def val(self, step: int, rows: list[dict[str, float]]) -> None:
+    def val(self, step: int, rows: list[dict[str, float]], weights: str = "") -> None:
+        """Rows of :func:`measure_validation`; ``weights="ema"``: of the moving average (``val_ema.csv``)."""
+        name = f"val_{weights}" if weights else "val"
         for r in rows:
-            print(f"val step {step} q {r['quality']:g}: bpp {r['bpp']:.4f} psnr {r['psnr']:.2f}", flush=True)
-            with open(self.out_dir / "val.csv", "a") as f:
+            print(f"{name.replace('_', ' ')} step {step} q {r['quality']:g}: bpp {r['bpp']:.4f} psnr {r['psnr']:.2f}",
+                  flush=True)
+            with open(self.out_dir / f"{name}.csv", "a") as f:
                 f.write(f"{step},{r['quality']},{r['bpp']:.6f},{r['psnr']:.4f}\n")
             if self.writer:
-                self.writer.add_scalar(f"val/bpp_q{r['quality']:g}", r["bpp"], step)
-                self.writer.add_scalar(f"val/psnr_q{r['quality']:g}", r["psnr"], step)
+                self.writer.add_scalar(f"{name}/bpp_q{r['quality']:g}", r["bpp"], step)
+                self.writer.add_scalar(f"{name}/psnr_q{r['quality']:g}", r["psnr"], step)
 
     def close(self) -> None:
         self.bar.close()
@@ -337,9 +347,12 @@ def train(cfg: TrainConfig) -> TCM:
                                  time.time() - start_time)
                     meter = {}
                 if save:
-                    save_checkpoint(run.last, run.model, run.opt, run.aux_opt, run.sched, step, cfg, rng_states)
+                    save_checkpoint(run.last, run.model, run.opt, run.aux_opt, run.sched, step, cfg, rng_states,
+                                    run.ema)
                 if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
                     logger.val(step, measure_validation(run.model, cfg))
+                    if run.ema is not None:
+                        logger.val(step, measure_validation(run.ema.module, cfg), "ema")
             if stopping:
                 break
     finally:

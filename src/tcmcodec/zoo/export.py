@@ -47,6 +47,7 @@ def export_weights(
     fp16: bool = True,
     note: dict | None = None,
     quantile_steps: int = 0,
+    ema: bool = False,
 ) -> Path:
     """Write a checkpoint's model as (fp16) safetensors with its config and training record as metadata.
 
@@ -57,13 +58,19 @@ def export_weights(
             Tensors under 4096 values (biases, norms, gains, the factorized prior) stay float32.
         note: extra metadata (e.g. the training budget), stored as JSON under ``"training"``.
         quantile_steps: when > 0, first run ``fit_quantiles`` for this many steps.
+        ema: export the moving average of the weights (a run with ``--ema``) instead of the weights.
+
+    Raises:
+        ValueError: ``ema`` for a checkpoint without a moving average.
     """
     import torch
 
     from tcmcodec.models import TCM, TCMConfig
 
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    state = ckpt["model"]
+    if ema and "ema" not in ckpt:
+        raise ValueError(f"{checkpoint} holds no moving average of the weights (train with --ema)")
+    state = ckpt["ema"]["model"] if ema else ckpt["model"]
     if quantile_steps:
         model = TCM(TCMConfig.from_dict(ckpt["model_config"]))
         model.load_state_dict(state)
