@@ -155,6 +155,11 @@ class TCM(nn.Module):
             y_hat = self.inv_gain(y_hat, q)
         return synthesize(self.g_s, y_hat, tiling, dtype)
 
+    def _bands(self, h: int, w: int, dtype: torch.dtype) -> list[Band] | None:
+        """The row bands of the entropy-parameter path for a latent of h x w, the same for encoder and
+        decoder; only the float64 path runs in bands (``models.bands``)."""
+        return row_bands(h, w, self.config) if dtype == torch.float64 else None
+
     def _slice_params(
         self, i: int, latent_means: Tensor, latent_scales: Tensor, done: list[Tensor], net: nn.Module | None = None,
         bands: list[Band] | None = None,
@@ -279,7 +284,7 @@ class TCM(nn.Module):
         y_coder = SymbolEncoder()
         y_hat_slices: list[Tensor] = []
         checks = bytearray()
-        bands = row_bands(*y.shape[2:], self.config) if dtype == torch.float64 else None  # see models.bands
+        bands = self._bands(*y.shape[2:], dtype)
         for i, y_slice in enumerate(y.chunk(self.config.num_slices, 1)):
             mu, scale, lrp_input = self._slice_params(i, latent_means, latent_scales, y_hat_slices, net, bands)
             indexes = self.gaussian_conditional.build_indexes(scale)
@@ -338,7 +343,7 @@ class TCM(nn.Module):
             z_hat = self.entropy_bottleneck.decompress(z_coder, (h, w)).to(param_dtype)
             latent_means, latent_scales = self._hyper_synthesis(z_hat, q, (4 * h, 4 * w), net)
             y_hat_slices: list[Tensor] = []
-            bands = row_bands(4 * h, 4 * w, self.config) if param_dtype == torch.float64 else None
+            bands = self._bands(4 * h, 4 * w, param_dtype)
             for i in range(self.config.num_slices):
                 mu, scale, lrp_input = self._slice_params(i, latent_means, latent_scales, y_hat_slices, net, bands)
                 indexes = self.gaussian_conditional.build_indexes(scale)
