@@ -12,12 +12,15 @@ from .blocks import (
     subpel_conv3x3,
 )
 from .gdn import GDN
+from .haar import HaarDown, HaarUp, WithShortcuts
 from .swatten import SWAtten, SwinPair
 from .tcm_block import TCMBlock, tcm_stage
 
 __all__ = [
     "ChannelsLast",
     "GDN",
+    "HaarDown",
+    "HaarUp",
     "ResidualBlock",
     "ResidualBlockUpsample",
     "ResidualBlockWithStride",
@@ -27,6 +30,7 @@ __all__ = [
     "SwinPair",
     "TCMBlock",
     "WindowAttention",
+    "WithShortcuts",
     "conv1x1",
     "conv3x3",
     "subpel_conv3x3",

@@ -33,6 +33,9 @@ class TCMConfig:
         cc_hidden: hidden widths of the mean / scale / LRP transforms.
         num_gains: 0 for a fixed-rate model; L >= 2 for continuous rate with L gain levels
             (quality in [1, L]).
+        cnn_stages: how many of the outer stages of g_a and of g_s (at H/2, then H/4, ...) are built of
+            plain residual blocks (``depths`` of them) instead of TCM blocks; 0: TCM blocks everywhere.
+        haar_shortcuts: a linear Haar-wavelet path beside g_a and g_s (``layers.haar``, after AuxT).
     """
 
     N: int = 128
@@ -51,6 +54,8 @@ class TCMConfig:
     atten_window: int = 8
     cc_hidden: tuple[int, int] = (224, 128)
     num_gains: int = 0
+    cnn_stages: int = 0
+    haar_shortcuts: bool = False
 
     def __post_init__(self) -> None:
         if self.N < 1 or self.M < 1 or self.z_channels < 1:
@@ -59,6 +64,8 @@ class TCMConfig:
             raise ValueError(f"M ({self.M}) must be a positive multiple of num_slices ({self.num_slices})")
         if len(self.depths) != 6 or len(self.head_dims) != 6:
             raise ValueError("depths and head_dims need six entries (three g_a stages, three g_s stages)")
+        if not 0 <= self.cnn_stages <= 3:
+            raise ValueError(f"cnn_stages must be in [0, 3], got {self.cnn_stages}")
         if self.num_gains == 1 or self.num_gains < 0:
             raise ValueError(f"num_gains must be 0 or >= 2, got {self.num_gains}")
         # Lists from JSON / argparse become tuples, so configs compare and hash.

@@ -12,7 +12,7 @@ from ..entropy import EntropyBottleneck, GaussianConditional, SymbolDecoder, Sym
 from ..errors import FormatError
 from ..ops import cat_as
 from ..layers import (
-    ChannelsLast, ResidualBlockUpsample, ResidualBlockWithStride, SWAtten, conv3x3, subpel_conv3x3, tcm_stage,
+    ResidualBlockUpsample, ResidualBlockWithStride, SWAtten, WithShortcuts, conv3x3, subpel_conv3x3, tcm_stage,
 )
 from .gain import GainUnit
 from .config import TCMConfig
@@ -20,6 +20,7 @@ from .bands import Band, banded, row_bands
 from .streams import ModelStreams
 from .params import CHECK_BYTES, banded_conv2d, deterministic, param_net, slice_check, verify_check
 from .tiling import Tiling, analyze, synthesize
+from .transforms import analysis, shortcut_links, shortcut_taps, synthesis
 
 __all__ = ["TCMConfig", "TCM", "ModelStreams"]
 
@@ -47,25 +48,9 @@ class TCM(nn.Module):
         super().__init__()
         self.config = c = config or TCMConfig()
         C = 2 * c.N
-        d, hd = c.depths, c.head_dims
-        self.g_a = ChannelsLast(
-            ResidualBlockWithStride(3, C, 2),
-            *tcm_stage(C, d[0], hd[0], c.window),
-            ResidualBlockWithStride(C, C, 2),
-            *tcm_stage(C, d[1], hd[1], c.window),
-            ResidualBlockWithStride(C, C, 2),
-            *tcm_stage(C, d[2], hd[2], c.window),
-            conv3x3(C, c.M, stride=2),
-        )
-        self.g_s = ChannelsLast(
-            ResidualBlockUpsample(c.M, C, 2),
-            *tcm_stage(C, d[3], hd[3], c.window),
-            ResidualBlockUpsample(C, C, 2),
-            *tcm_stage(C, d[4], hd[4], c.window),
-            ResidualBlockUpsample(C, C, 2),
-            *tcm_stage(C, d[5], hd[5], c.window),
-            subpel_conv3x3(C, 3, 2),
-        )
+        self.g_a, self.g_s = analysis(c), synthesis(c)
+        if c.haar_shortcuts:
+            self.g_a_links, self.g_s_links = shortcut_links(c)
         hyper = (c.hyper_depth, c.hyper_head_dim, c.hyper_window)
         self.h_a = nn.Sequential(
             ResidualBlockWithStride(c.M, C, 2), *tcm_stage(C, *hyper), conv3x3(C, c.z_channels, stride=2)
@@ -99,6 +84,20 @@ class TCM(nn.Module):
         return self.config.M // self.config.num_slices
 
     @property
+    def analysis(self) -> nn.Module:
+        """g_a, with its Haar shortcuts when the config has them."""
+        if not self.config.haar_shortcuts:
+            return self.g_a
+        return WithShortcuts(self.g_a, self.g_a_links, shortcut_taps(self.config, synthesis_side=False))
+
+    @property
+    def synthesis(self) -> nn.Module:
+        """g_s, with its Haar shortcuts when the config has them."""
+        if not self.config.haar_shortcuts:
+            return self.g_s
+        return WithShortcuts(self.g_s, self.g_s_links, shortcut_taps(self.config, synthesis_side=True))
+
+    @property
     def continuous_rate(self) -> bool:
         """Whether the model takes a real-valued quality (gain units)."""
         return self.config.num_gains > 0
@@ -125,7 +124,7 @@ class TCM(nn.Module):
             raise ValueError(f"height and width must be multiples of {self.pad_multiple}, got {tuple(x.shape[2:])}")
 
     def _analysis(self, x: Tensor, q: Tensor | None, tiling: Tiling = Tiling()) -> tuple[Tensor, Tensor]:
-        y = analyze(self.g_a, x, tiling)  # (B, M, H/16, W/16)
+        y = analyze(self.analysis, x, tiling)  # (B, M, H/16, W/16)
         if q is not None:
             y = self.gain(y, q)
         z = self.h_a(y)  # (B, Z, H/64, W/64)
@@ -147,13 +146,13 @@ class TCM(nn.Module):
     def _synthesis(self, y_hat: Tensor, q: Tensor | None) -> Tensor:
         if q is not None:
             y_hat = self.inv_gain(y_hat, q)
-        return self.g_s(y_hat)
+        return self.synthesis(y_hat)
 
     def _reconstruct(self, y_hat: Tensor, q: Tensor | None, tiling: Tiling, dtype: torch.dtype) -> Tensor:
         """The coded reconstruction: clamped to [0, 1], in ``dtype`` (uint8: rounded), tiled by ``tiling``."""
         if q is not None:
             y_hat = self.inv_gain(y_hat, q)
-        return synthesize(self.g_s, y_hat, tiling, dtype)
+        return synthesize(self.synthesis, y_hat, tiling, dtype)
 
     def _bands(self, h: int, w: int, dtype: torch.dtype) -> list[Band] | None:
         """The row bands of the entropy-parameter path for a latent of h x w, the same for encoder and

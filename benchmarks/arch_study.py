@@ -1,0 +1,101 @@
+"""The architecture candidates of the weights issue (#11, section 1): size, cost and Kodak RD after equal training.
+
+    python benchmarks/arch_study.py info                      # parameters and kMAC/pixel of each candidate
+    python benchmarks/arch_study.py command NAME --minutes 18 --steps S --out runs/study/NAME   # the training command
+    python benchmarks/arch_study.py eval runs/study/*/last.pt  # Kodak (24 images), forward-pass rate estimate
+
+Every candidate is ``tcm-xs`` with overrides (``TCMConfig`` fields), trained as a fixed-rate model at one
+lambda (``LAMBDA``, quality 4's) from scratch on the same crops (same seed), for the same wall time.
+Prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+import torch
+
+CANDIDATES = {
+    "tcm-xs": {},  # today's shipped architecture
+    "cnn2": {"cnn_stages": 2},  # TCM blocks only at H/8 and below, residual blocks at H/2 and H/4
+    "haar": {"haar_shortcuts": True},  # AuxT-style Haar linear shortcuts beside g_a / g_s
+    "cnn2-haar": {"cnn_stages": 2, "haar_shortcuts": True},
+}
+LAMBDA = 0.013
+
+
+def config(name: str):
+    from tcmcodec.zoo.registry import get_preset
+
+    return dataclasses.replace(get_preset("tcm-xs").config, num_gains=0, **CANDIDATES[name])
+
+
+def kmac_per_pixel(cfg, size: int = 256) -> float:
+    """Multiply-accumulates of one forward pass (eval mode), per input pixel, from torch's FLOP counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from tcmcodec.models import TCM
+
+    model = TCM(cfg).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.rand(1, 3, size, size))
+    return counter.get_total_flops() / 2 / size**2 / 1e3
+
+
+def info() -> dict:
+    from tcmcodec.models import TCM
+
+    out = {}
+    for name in CANDIDATES:
+        cfg = config(name)
+        params = sum(p.numel() for p in TCM(cfg).parameters())
+        out[name] = {"overrides": CANDIDATES[name], "parameters": params, "kmac_per_pixel": round(kmac_per_pixel(cfg), 1)}
+    return out
+
+
+def command(name: str, minutes: float, steps: int, out: str, threads: int) -> str:
+    overrides = json.dumps({"num_gains": 0, **CANDIDATES[name]}, separators=(",", ":"))
+    return (
+        f"python -m tcmcodec.training --model tcm-xs --model-config '{overrides}' --quality-lambda {LAMBDA} "
+        "--data ../shared/data/train --crop-size 128 --batch-size 8 --cache-crops 2 --workers 0 --lr 5e-4 "
+        f"--schedule cosine --warmup-steps 50 --steps {steps} --threads {threads} --val-every 0 --seed 11 "
+        f"--out {out} --max-minutes {minutes}"
+    )
+
+
+def evaluate(paths: list[str]) -> dict:
+    from tcmcodec.evaluation.evaluate import evaluate as run
+
+    out = {}
+    for path in paths:
+        res = run("../shared/data/kodak", model=None, checkpoint=path, estimate=True, progress=False)["results"]
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        out[path] = {"step": ckpt.get("step"), "bpp": res["bpp"][0], "psnr-rgb": res["psnr-rgb"][0]}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+    sub.add_parser("info")
+    c = sub.add_parser("command")
+    c.add_argument("name", choices=sorted(CANDIDATES))
+    c.add_argument("--minutes", type=float, required=True)
+    c.add_argument("--steps", type=int, required=True)
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--out", required=True)
+    e = sub.add_parser("eval")
+    e.add_argument("paths", nargs="+")
+    a = p.parse_args()
+    if a.what == "command":
+        print(command(a.name, a.minutes, a.steps, a.out, a.threads))
+        return
+    json.dump(info() if a.what == "info" else evaluate(a.paths), sys.stdout, indent=1)
+    print()
+
+
+if __name__ == "__main__":
+    main()
