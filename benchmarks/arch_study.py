@@ -67,13 +67,29 @@ def command(name: str, minutes: float, steps: int, out: str, threads: int) -> st
 
 
 def evaluate(paths: list[str]) -> dict:
+    """Kodak bpp (forward-pass estimate) and PSNR of each checkpoint; ``loss``: the trained objective
+    ``bpp + LAMBDA * 255^2 * MSE`` (lower is better); ``psnr_at_first_bpp``: the PSNR moved to the first
+    checkpoint's bpp along the slope that objective implies at its optimum,
+    ``dPSNR/dbpp = 10 / ln 10 / (LAMBDA * 255^2 * MSE)``; training pixels and seconds from ``log.csv``."""
+    import csv
+    import math
+    from pathlib import Path
+
     from tcmcodec.evaluation.evaluate import evaluate as run
 
-    out = {}
+    out, first = {}, None
     for path in paths:
         res = run("../shared/data/kodak", model=None, checkpoint=path, estimate=True, progress=False)["results"]
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        out[path] = {"step": ckpt.get("step"), "bpp": res["bpp"][0], "psnr-rgb": res["psnr-rgb"][0]}
+        bpp, psnr = res["bpp"][0], res["psnr-rgb"][0]
+        weighted_mse = LAMBDA * 255**2 * 10 ** (-psnr / 10)
+        first = first or bpp
+        rows = list(csv.DictReader(open(Path(path).parent / "log.csv")))
+        step, seconds = int(rows[-1]["step"]), float(rows[-1]["seconds"])
+        out[path] = {
+            "steps": step, "train_seconds": round(seconds), "train_pixels_per_s": round(step * 8 * 128**2 / seconds),
+            "bpp": round(bpp, 4), "psnr-rgb": round(psnr, 3), "loss": round(bpp + weighted_mse, 4),
+            "psnr_at_first_bpp": round(psnr + 10 / math.log(10) / weighted_mse * (first - bpp), 3),
+        }
     return out
 
 

@@ -229,3 +229,20 @@ def test_the_weight_average_resumes_exactly_and_is_what_export_writes_with_ema(t
     torch.save(a, tmp_path / "no_ema.pt")
     with pytest.raises(ValueError, match="no moving average"):
         export_weights(tmp_path / "no_ema.pt", tmp_path / "x.safetensors", ema=True)
+
+
+def test_a_model_with_haar_shortcuts_starts_from_weights_without_them_computing_the_same(tmp_path, train_dir):
+    from tcmcodec.training.checkpoint import build_model, init_weights
+
+    train(tiny_config(tmp_path / "a", train_dir, steps=1))
+    plain = export_weights(tmp_path / "a" / "last.pt", tmp_path / "plain.safetensors")
+    cfg = tiny_config(tmp_path / "b", train_dir, model_config=json.dumps({**TINY, "haar_shortcuts": True}))
+    model = build_model(cfg)
+    init_weights(model, plain)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        ours, theirs = model.eval()(x, 4.0), zoo.load_checkpoint(plain)(x, 4.0)
+    torch.testing.assert_close(ours["x_hat"], theirs["x_hat"])
+    other = build_model(tiny_config(tmp_path / "c", train_dir, model_config=json.dumps({**TINY, "N": 16})))
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        init_weights(other, plain)

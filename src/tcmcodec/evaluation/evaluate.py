@@ -174,7 +174,8 @@ def _measure_estimate(model: "TCM", ref: np.ndarray, quality: float | None) -> d
     device = next(model.parameters()).device
     t0 = time.perf_counter()
     with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(padded)).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+        x = torch.from_numpy(np.array(padded))  # a writable copy: ``padded`` may be read-only
+        x = x.to(device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
         out = model(x, quality if model.config.num_gains else None)  # published fixed-rate: chosen by quality
         bits = sum(float(-torch.log2(lik.double()).sum()) for lik in out["likelihoods"].values())
         x_hat = out["x_hat"][0, :, :h, :w].clamp(0, 1).mul(255).round().to(torch.uint8)

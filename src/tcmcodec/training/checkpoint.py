@@ -18,7 +18,7 @@ from tcmcodec.zoo import get_preset
 
 from .config import TrainConfig
 
-__all__ = ["build_model", "gather_rng_states", "set_rng_state", "save_checkpoint", "load_checkpoint_state"]
+__all__ = ["build_model", "init_weights", "gather_rng_states", "set_rng_state", "save_checkpoint", "load_checkpoint_state"]
 
 
 def build_model(cfg: TrainConfig) -> TCM:
@@ -27,6 +27,27 @@ def build_model(cfg: TrainConfig) -> TCM:
     if cfg.model_config:
         config = TCMConfig.from_dict({**config.to_dict(), **json.loads(cfg.model_config)})
     return TCM(config)
+
+
+def init_weights(model: TCM, path: str | Path) -> None:
+    """Start ``model`` from the weights at ``path`` (``--init-from``): all of them, strictly; or, when
+    ``model`` has Haar shortcuts and the weights do not, everything else, with the shortcut links'
+    projections zero so that the model starts computing what the weights' model computes.
+
+    Raises:
+        RuntimeError: other missing or unexpected weights (``load_state_dict``'s message).
+    """
+    from tcmcodec.zoo import load_checkpoint
+
+    state = load_checkpoint(path).state_dict()
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    links = [k for k in missing if k.startswith(("g_a_links.", "g_s_links."))]
+    if unexpected or len(links) != len(missing):
+        model.load_state_dict(state)  # strict: raises, naming every mismatch
+    if links:
+        with torch.no_grad():
+            for link in (*model.g_a_links, *model.g_s_links):
+                link.proj.weight.zero_()
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:

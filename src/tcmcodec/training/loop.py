@@ -33,7 +33,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tcmcodec.codec.files import list_images
 from tcmcodec.models import TCM, quality_to_lambda
 
-from .checkpoint import build_model, gather_rng_states, load_checkpoint_state, save_checkpoint, set_rng_state
+from .checkpoint import build_model, gather_rng_states, init_weights, load_checkpoint_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, add_arguments, config_from_args
 from .data import CropDataset, StepSampler, rng_for
 from .loss import lr_factor, rate_distortion_loss
@@ -152,9 +152,7 @@ def setup(cfg: TrainConfig) -> Run:
     resuming = cfg.resume and last.is_file()
     model = build_model(cfg)
     if cfg.init_from and not resuming:
-        from tcmcodec.zoo import load_checkpoint
-
-        model.load_state_dict(load_checkpoint(cfg.init_from).state_dict())
+        init_weights(model, cfg.init_from)
     if not model.continuous_rate and cfg.quality_lambda <= 0:
         raise ValueError("fixed-rate models need --quality-lambda (e.g. 0.013)")
     model.to(device)
