@@ -233,12 +233,12 @@ def test_the_weight_average_resumes_exactly_and_is_what_export_writes_with_ema(t
 
 def test_a_model_with_haar_shortcuts_starts_from_weights_without_them_computing_the_same(tmp_path, train_dir):
     from tcmcodec.training.checkpoint import build_model, init_weights
+    from tcmcodec.training.loop import setup
 
     train(tiny_config(tmp_path / "a", train_dir, steps=1))
     plain = export_weights(tmp_path / "a" / "last.pt", tmp_path / "plain.safetensors")
-    cfg = tiny_config(tmp_path / "b", train_dir, model_config=json.dumps({**TINY, "haar_shortcuts": True}))
-    model = build_model(cfg)
-    init_weights(model, plain)
+    haar = json.dumps({**TINY, "haar_shortcuts": True})
+    model = setup(tiny_config(tmp_path / "b", train_dir, model_config=haar, init_from=str(plain))).model
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         ours, theirs = model.eval()(x, 4.0), zoo.load_checkpoint(plain)(x, 4.0)

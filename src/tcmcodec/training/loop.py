@@ -33,7 +33,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tcmcodec.codec.files import list_images
 from tcmcodec.models import TCM, quality_to_lambda
 
-from .checkpoint import build_model, gather_rng_states, init_weights, load_checkpoint_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    build_model, gather_rng_states, init_weights, load_checkpoint_state, save_checkpoint, set_rng_state,
+)
 from .config import TrainConfig, add_arguments, config_from_args
 from .data import CropDataset, StepSampler, rng_for
 from .loss import lr_factor, rate_distortion_loss
