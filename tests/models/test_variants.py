@@ -62,3 +62,18 @@ def test_a_model_with_haar_shortcuts_trains_and_tiles_its_analysis_with_the_shor
     assert tiled.shape == whole.shape
     assert torch.allclose(tiled[..., :4, :4], whole[..., :4, :4], atol=1e-5)
     assert not torch.allclose(whole, model.g_a(x).detach(), atol=1e-3)  # the shortcuts are in the analysis
+
+
+def test_a_model_with_haar_shortcuts_decodes_its_own_reconstruction_bit_exactly(kodak_dir):
+    import numpy as np
+
+    from tcmcodec.codec.image import load_image
+
+    torch.manual_seed(0)
+    model = TCM(dataclasses.replace(TINY, haar_shortcuts=True, num_gains=8)).eval()
+    photo = np.asarray(load_image(kodak_dir / "kodim23.png"))[:128, :192]
+    x = torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1).unsqueeze(0)
+    with torch.inference_mode():
+        streams = model.compress(x, 5.0, return_x_hat=True)
+        decoded = model.decompress(streams, 5.0, dtype=torch.uint8)
+    assert torch.equal(decoded, streams.x_hat)
