@@ -33,13 +33,11 @@ def config(name: str):
     return dataclasses.replace(get_preset("tcm-xs").config, num_gains=0, **CANDIDATES[name])
 
 
-def kmac_per_pixel(cfg, size: int = 256) -> float:
+def kmac_per_pixel(model, size: int = 256) -> float:
     """Multiply-accumulates of one forward pass (eval mode), per input pixel, from torch's FLOP counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from tcmcodec.models import TCM
-
-    model = TCM(cfg).eval()
+    model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.rand(1, 3, size, size))
     return counter.get_total_flops() / 2 / size**2 / 1e3
@@ -50,9 +48,9 @@ def info() -> dict:
 
     out = {}
     for name in CANDIDATES:
-        cfg = config(name)
-        params = sum(p.numel() for p in TCM(cfg).parameters())
-        out[name] = {"overrides": CANDIDATES[name], "parameters": params, "kmac_per_pixel": round(kmac_per_pixel(cfg), 1)}
+        model = TCM(config(name))
+        params = sum(p.numel() for p in model.parameters())
+        out[name] = {"overrides": CANDIDATES[name], "parameters": params, "kmac_per_pixel": round(kmac_per_pixel(model), 1)}
     return out
 
 

@@ -10,6 +10,7 @@ from .gdn import GDN
 
 __all__ = [
     "ChannelsLast",
+    "channels_last",
     "pointwise",
     "conv1x1",
     "conv3x3",
@@ -48,13 +49,16 @@ class ChannelsLast(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, C', H', W')
         for layer in self:
-            # An RGB input stays NCHW: channels-last buys nothing on 3 channels, and the CPU backward
-            # of a strided 1x1 convolution on a 3-channel channels-last input corrupts the heap
-            # (PyTorch 2.13, about every other run; forward passes are not affected).
-            if x.shape[1] > 3:
-                x = x.contiguous(memory_format=torch.channels_last)
-            x = layer(x)
+            x = layer(channels_last(x))
         return x.contiguous()
+
+
+def channels_last(x: Tensor) -> Tensor:
+    """``x`` in channels-last memory, unless it has 3 channels or fewer (an RGB map stays NCHW:
+    channels-last buys nothing on 3 channels, and the CPU backward of a strided 1x1 convolution on a
+    3-channel channels-last input corrupts the heap, PyTorch 2.13, about every other run; forward
+    passes are not affected)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.shape[1] > 3 else x
 
 
 def pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .blocks import channels_last
+
 __all__ = ["haar", "inverse_haar", "HAAR_FILTERS", "HaarDown", "HaarUp", "WithShortcuts"]
 
 
@@ -98,7 +100,7 @@ class WithShortcuts(nn.Module):
     Built on the fly around modules registered elsewhere (the state dict keeps the transform's names).
 
     Args:
-        transform: the layers, run as ``transform`` runs them (``ChannelsLast`` keeps its memory format).
+        transform: the layers, run on channels-last memory as ``ChannelsLast`` runs them.
         links: one ``HaarDown`` / ``HaarUp`` per tap.
         taps: indexes of the layers after which the links' outputs are added, increasing.
     """
@@ -112,13 +114,9 @@ class WithShortcuts(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, C', H', W')
         aux, k = x, 0
         for i, layer in enumerate(self.transform):
-            if x.shape[1] > 3:
-                x = x.contiguous(memory_format=torch.channels_last)
-            x = layer(x)
+            x = layer(channels_last(x))
             if k < len(self.taps) and i == self.taps[k]:
-                aux = self.links[k](aux)
-                if aux.shape[1] > 3:  # the main path's memory format: the sum then needs no re-ordering
-                    aux = aux.contiguous(memory_format=torch.channels_last)
+                aux = channels_last(self.links[k](aux))  # the main path's format: the sum needs no re-ordering
                 x = x + aux
                 k += 1
         return x.contiguous()

@@ -18,7 +18,9 @@ from tcmcodec.zoo import get_preset
 
 from .config import TrainConfig
 
-__all__ = ["build_model", "init_weights", "gather_rng_states", "set_rng_state", "save_checkpoint", "load_checkpoint_state"]
+__all__ = [
+    "build_model", "init_weights", "gather_rng_states", "set_rng_state", "save_checkpoint", "load_checkpoint_state",
+]
 
 
 def build_model(cfg: TrainConfig) -> TCM:
