@@ -3,6 +3,9 @@ reference layout computes."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -70,3 +73,24 @@ class SwinBlockNCHW(torch.nn.Module):
 
     def forward(self, x):
         return self.block(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+_CHANNELS_LAST_RGB = """
+import torch
+from tcmcodec.layers import ChannelsLast
+torch.manual_seed(0)
+torch.set_num_threads(1)
+net = ChannelsLast(torch.nn.Conv2d(3, 16, 1, stride=2), torch.nn.Conv2d(16, 4, 3, padding=1))
+for _ in range(20):
+    x = torch.rand(2, 64, 64, 3).permute(0, 3, 1, 2).requires_grad_()  # channels-last RGB (HWC array)
+    net(x).square().sum().backward()
+print("ok")
+"""
+
+
+def test_a_channels_last_rgb_input_trains_without_corrupting_the_heap():
+    # PyTorch 2.13's CPU backward of a strided 1x1 convolution on 3-channel channels-last input
+    # corrupts the heap (an abort, or silently); the transforms make RGB contiguous first. Run in a
+    # subprocess so that a regression fails this test instead of killing the test session.
+    proc = subprocess.run([sys.executable, "-c", _CHANNELS_LAST_RGB], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-500:]

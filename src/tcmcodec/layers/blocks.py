@@ -54,11 +54,12 @@ class ChannelsLast(nn.Sequential):
 
 
 def channels_last(x: Tensor) -> Tensor:
-    """``x`` in channels-last memory, unless it has 3 channels or fewer (an RGB map stays NCHW:
-    channels-last buys nothing on 3 channels, and the CPU backward of a strided 1x1 convolution on a
-    3-channel channels-last input corrupts the heap, PyTorch 2.13, about every other run; forward
-    passes are not affected)."""
-    return x.contiguous(memory_format=torch.channels_last) if x.shape[1] > 3 else x
+    """``x`` in channels-last memory, unless it has 3 channels or fewer: an RGB map is made NCHW
+    (contiguous), also when it arrives channels-last (e.g. an HWC array permuted to NCHW).
+    Channels-last buys nothing on 3 channels, and the CPU backward of a strided 1x1 convolution on
+    a 3-channel channels-last input corrupts the heap (PyTorch 2.13, most runs; forward passes are
+    not affected; ``tests/models/test_variants.py``)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.shape[1] > 3 else x.contiguous()
 
 
 def pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
