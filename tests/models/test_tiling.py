@@ -94,7 +94,7 @@ def test_the_tiled_reconstruction_of_the_model_matches_the_untiled_one_away_from
 
 
 @pytest.mark.parametrize("kernel, padding", [(3, 1), (1, 0), (5, 2)])
-def test_float64_convolutions_in_bands_of_rows_give_the_same_values(monkeypatch, kernel, padding):
+def test_float64_convolutions_in_bands_of_rows_give_the_same_values_up_to_float64_rounding(monkeypatch, kernel, padding):
     from torch import nn
 
     from tcmcodec.models import params
@@ -103,7 +103,8 @@ def test_float64_convolutions_in_bands_of_rows_give_the_same_values(monkeypatch,
     conv = nn.Conv2d(40, 24, kernel, padding=padding).double()
     x = torch.randn(1, 40, 97, 53, dtype=torch.float64)
     monkeypatch.setattr(params, "BAND_BYTES", 40 * kernel * kernel * 53 * 8 * 7)  # 7 rows a band: 14 bands
-    assert torch.equal(params._banded_forward(conv, x), conv(x))
+    # Bit-equal on some BLAS builds, not on others (AMD EPYC: 2e-15 apart): the GEMMs differ in shape.
+    assert torch.allclose(params._banded_forward(conv, x), conv(x), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("h", [65, 135, 270])
