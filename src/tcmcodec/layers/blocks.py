@@ -58,7 +58,7 @@ def channels_last(x: Tensor) -> Tensor:
     (contiguous), also when it arrives channels-last (e.g. an HWC array permuted to NCHW).
     Channels-last buys nothing on 3 channels, and the CPU backward of a strided 1x1 convolution on
     a 3-channel channels-last input corrupts the heap (PyTorch 2.13, most runs; forward passes are
-    not affected; ``tests/models/test_variants.py``)."""
+    not affected; ``tests/models/test_layers.py``)."""
     return x.contiguous(memory_format=torch.channels_last) if x.shape[1] > 3 else x.contiguous()
 
 
