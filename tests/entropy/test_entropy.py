@@ -411,3 +411,22 @@ def test_real_coded_size_is_within_one_percent_of_the_estimate_on_calibrated_sym
     encoder.encode(symbols, gc.build_indexes(scales), gc.tables())
     real = len(encoder.finish()) * 8
     assert abs(real / estimate - 1) <= 0.01  # measured: +0.09 %
+
+
+def test_a_corrupt_large_stream_fails_cleanly_and_ends_the_decoders_helper_thread():
+    import threading
+
+    rng = np.random.default_rng(2)
+    tables = GaussianConditional().tables()
+    indexes = rng.integers(0, 64, 200_000).astype(np.int32)  # above the threaded decode's threshold
+    symbols = np.round(rng.standard_normal(indexes.size) * 3).astype(np.int32)
+    encoder = SymbolEncoder()
+    encoder.encode(symbols, indexes, tables)
+    blob = bytearray(encoder.finish())
+    before = threading.active_count()
+    decoder = SymbolDecoder(bytes(blob))
+    with pytest.raises(FormatError):
+        decoder.decode(indexes[:150_000], tables)  # a different call than the encoder's
+        decoder.decode(indexes[150_000:], tables)
+        decoder.finish()
+    assert threading.active_count() == before

@@ -94,3 +94,18 @@ def test_a_channels_last_rgb_input_trains_without_corrupting_the_heap():
     # subprocess so that a regression fails this test instead of killing the test session.
     proc = subprocess.run([sys.executable, "-c", _CHANNELS_LAST_RGB], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-500:]
+
+
+@pytest.mark.parametrize("size, shifted", [((16, 24), False), ((13, 21), True), ((24, 40), True)])
+def test_a_swin_block_at_inference_computes_in_chunks_of_windows_what_it_computes_whole(monkeypatch, size, shifted):
+    from tcmcodec.layers import attention
+
+    torch.manual_seed(0)
+    block = SwinBlock(8, head_dim=4, window=8, shifted=shifted).eval()
+    x = torch.randn(2, *size, 8)  # (B, H, W, C); 13x21 pads to 16x24: masked windows in several chunks
+    whole = block(x)  # grad enabled: all windows at once
+    monkeypatch.setattr(attention, "CHUNK_TOKENS", 2 * 64 * 2)  # two windows of both images per chunk
+    with torch.no_grad():
+        chunked = block(x)
+    assert chunked.shape == whole.shape
+    assert torch.allclose(chunked, whole, rtol=0, atol=1e-6)

@@ -189,13 +189,15 @@ class WindowAttention(nn.Module):
         """How far the map is rolled (up and left) before it is cut into windows: p/2 or 0."""
         return self.window // 2 if self.shifted else 0
 
-    def attend(self, tokens: Tensor, padded: tuple[int, int], size: tuple[int, int]) -> Tensor:
+    def attend(self, tokens: Tensor, padded: tuple[int, int], size: tuple[int, int], first: int = 0) -> Tensor:
         """The attention on tokens already in window order (:func:`to_windows`).
 
         Args:
-            tokens: (B, nW, N, C), the windows of the (padded, rolled) map, N = p * p.
+            tokens: (B, nW, N, C), windows ``first`` .. ``first + nW - 1`` of the (padded, rolled) map,
+                N = p * p (all of them by default; a run of them when a caller works in chunks).
             padded: the map's size (hp, wp) after padding to window multiples.
             size: the map's real size (h, w): queries ignore the keys of padded positions.
+            first: index of the first window of ``tokens`` among all windows of the map.
 
         Returns:
             (B, nW, N, C) in the same order.
@@ -206,13 +208,24 @@ class WindowAttention(nn.Module):
         bias = self._bias().to(q.dtype)  # (h, N, N)
         out = _attention(q, k, v, bias)
         masks = _window_masks(*padded, *size, self.window, self.shifted, tokens.device)
-        if masks is not None and masks[0].numel():
+        if masks is not None:
             ids, mask = masks
+            if first or nw != padded[0] * padded[1] // n:  # the masked windows among this run of windows
+                keep = (ids >= first) & (ids < first + nw)
+                ids, mask = ids[keep] - first, mask[keep]
+        if masks is not None and ids.numel():
             masked_bias = bias.unsqueeze(0).masked_fill(mask.unsqueeze(1), float("-inf"))  # (nWm, h, N, N)
             masked = _attention(q[:, ids], k[:, ids], v[:, ids], masked_bias)
             # In place when nothing needs the unmasked result for a backward pass.
             out = out.index_copy(1, ids, masked) if torch.is_grad_enabled() else out.index_copy_(1, ids, masked)
         return self.linear(out.transpose(2, 3).reshape(b, nw, n, c))  # heads concatenated head-major
+
+
+#: Tokens that an inference pass of a Swin block carries through attention and MLP at once: the
+#: intermediates (qkv: 3C, MLP: 4C per token) of a chunk stay in the CPU caches and in reused heap
+#: memory, where whole-map intermediates (100 MB at H/2 of a 768x512 image) go to DRAM and, above
+#: glibc's mmap threshold, are page-faulted in afresh on every call.
+CHUNK_TOKENS = 4096
 
 
 class SwinBlock(nn.Module):
@@ -240,6 +253,15 @@ class SwinBlock(nn.Module):
         p, shift = self.msa.window, self.msa.shift
         hp, wp = _padded(h, p), _padded(w, p)
         t = to_windows(_pad(x, hp, wp), p, shift)  # (B, nW, N, C)
-        t = t + self.msa.attend(self.ln1(t), (hp, wp), (h, w))
-        t = t + self.mlp(self.ln2(t))
+        if torch.is_grad_enabled():
+            t = self._tokens(t, (hp, wp), (h, w))
+        else:  # a run of windows at a time: every op acts within a window or on a token alone
+            n = t.shape[2]
+            step = max(1, CHUNK_TOKENS // (n * t.shape[0]))
+            t = torch.cat([self._tokens(t[:, i : i + step], (hp, wp), (h, w), i) for i in range(0, t.shape[1], step)], 1)
         return _crop(from_windows(t, hp, wp, p, shift), h, w)
+
+    def _tokens(self, t: Tensor, padded: tuple[int, int], size: tuple[int, int], first: int = 0) -> Tensor:
+        """Attention and MLP with their residuals on windows ``first`` .. of (B, nW, N, C) tokens."""
+        t = t + self.msa.attend(self.ln1(t), padded, size, first)
+        return t + self.mlp(self.ln2(t))

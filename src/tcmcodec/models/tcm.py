@@ -183,7 +183,7 @@ class TCM(nn.Module):
 
         def mean_and_lrp_part(*t: Tensor) -> Tensor:
             ms = mean_support(*t)
-            head = banded_conv2d(ms, first.weight[:, :width], first.bias, first.padding)
+            head = banded_conv2d(ms, first, (0, width))
             return torch.cat([net.cc_mean_transforms[i](ms), head], dim=1)
 
         both = banded(mean_and_lrp_part, [latent_means, *support], bands)
@@ -202,7 +202,7 @@ class TCM(nn.Module):
         first, width = lrp[0], lrp[0].in_channels - y_hat_slice.shape[1]
 
         def add_lrp(head: Tensor, y_hat: Tensor) -> Tensor:
-            h = head + banded_conv2d(y_hat, first.weight[:, width:], None, first.padding)
+            h = head + banded_conv2d(y_hat, first, (width, first.in_channels), bias=False)
             return y_hat + 0.5 * torch.tanh(lrp[1:](h))
 
         return banded(add_lrp, [lrp_input, y_hat_slice], bands)
