@@ -35,12 +35,14 @@ def test_the_float64_copy_convolves_wide_3x3_inputs_by_winograd_in_bands_and_by_
     net = params.param_net(holder, torch.float64)
     wide, narrow = net.cc_mean_transforms[0], net.cc_mean_transforms[1]
     assert getattr(wide, "_winograd", None) is not None and getattr(narrow, "_winograd", None) is None
+    assert wide.weight is None and narrow.weight is not None  # the filters replace the weights
+    weight, bias = model[0].weight.detach().double(), model[0].bias.detach().double()
     x = torch.randn(1, params.WINOGRAD_MIN_CHANNELS, 37, 29, dtype=torch.float64)
     whole = wide(x)
-    ref = F.conv2d(x, wide.weight, wide.bias, padding=1)
+    ref = F.conv2d(x, weight, bias, padding=1)
     assert (whole - ref).abs().max() <= 1e-13 * ref.abs().mean()
     monkeypatch.setattr(params, "BAND_BYTES", 4 * x.shape[1] * 29 * 8 * 6)  # 6 rows a band: 7 bands
     assert torch.allclose(wide(x), whole, rtol=0, atol=1e-12)
     part = params.banded_conv2d(x[:, 40:100], wide, (40, 100), bias=False)
-    assert torch.allclose(part, F.conv2d(x[:, 40:100], wide.weight[:, 40:100], None, padding=1), rtol=0, atol=1e-12)
+    assert torch.allclose(part, F.conv2d(x[:, 40:100], weight[:, 40:100], None, padding=1), rtol=0, atol=1e-12)
 

@@ -37,6 +37,7 @@ or a ``TCM`` instance. Module-level functions keep a few loaded models in a smal
 from __future__ import annotations
 
 import os
+import warnings
 from typing import TYPE_CHECKING
 
 from PIL import Image
@@ -60,6 +61,8 @@ from tcmcodec.codec.memory import check_memory
 from tcmcodec.codec.image import ImageInput, decode_alpha, encode_alpha, finish_image, pad_image, prepare_image, to_uint8_hwc
 
 if TYPE_CHECKING:  # torch is imported when a model is needed
+    import numpy as np
+    import torch
 
     from tcmcodec.models import TCM
 
@@ -111,11 +114,10 @@ def _compress(
     )
     check_memory(model, height, width, "encode", tiling)
     padded = pad_image(rgb, *header.padded_size, pad_mode)
-    if not padded.flags.writeable:  # np.asarray(PIL image) is read-only; torch wants writable memory
-        padded = padded.copy()
+    del rgb  # the padded copy (or rgb itself) is all the coder reads: one full-size image less
     device = model_device(model)
     with torch.inference_mode():
-        x = torch.from_numpy(padded).to(device).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W) uint8
+        x = _read_only_tensor(padded).to(device).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W) uint8
         streams = model.compress(x, header.quality if model_levels(model) else None, return_x_hat=reconstruct,
                                  tiling=tiling)
         if tuple(streams.z_shape) != header.z_shape:
@@ -127,6 +129,18 @@ def _compress(
     if alpha is not None:
         coded[ALPHA_STREAM] = encode_alpha(alpha)
     return bitstream.pack(header, coded), (finish_image(rec, alpha, mode) if reconstruct else None)
+
+
+def _read_only_tensor(array: np.ndarray) -> "torch.Tensor":
+    """``torch.from_numpy(array)``, also for a read-only array (``np.asarray`` of a PIL image) without
+    copying it: the coder only reads its input (tiles are converted to float copies)."""
+    import torch
+
+    if array.flags.writeable:
+        return torch.from_numpy(array)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
 
 
 def _decode_model_for(

@@ -192,6 +192,7 @@ def to_uint8_hwc(x_hat: "torch.Tensor", height: int, width: int) -> np.ndarray:
     x = x_hat[0, :, :height, :width]
     if x.dtype != torch.uint8:  # uint8: already converted, tile by tile (tcmcodec.models.tiling)
         x = x.clamp(0, 1).mul(255).round().to(torch.uint8)
+    # A channels-last uint8 reconstruction cropped only at the bottom is already (H, W, 3) memory: no copy.
     return np.ascontiguousarray(x.permute(1, 2, 0).cpu().numpy())
 
 

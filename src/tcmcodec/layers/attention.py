@@ -213,11 +213,11 @@ class WindowAttention(nn.Module):
             if first or nw != padded[0] * padded[1] // n:  # the masked windows among this run of windows
                 keep = (ids >= first) & (ids < first + nw)
                 ids, mask = ids[keep] - first, mask[keep]
-        if masks is not None and ids.numel():
-            masked_bias = bias.unsqueeze(0).masked_fill(mask.unsqueeze(1), float("-inf"))  # (nWm, h, N, N)
-            masked = _attention(q[:, ids], k[:, ids], v[:, ids], masked_bias)
-            # In place when nothing needs the unmasked result for a backward pass.
-            out = out.index_copy(1, ids, masked) if torch.is_grad_enabled() else out.index_copy_(1, ids, masked)
+            if ids.numel():
+                masked_bias = bias.unsqueeze(0).masked_fill(mask.unsqueeze(1), float("-inf"))  # (nWm, h, N, N)
+                masked = _attention(q[:, ids], k[:, ids], v[:, ids], masked_bias)
+                # In place when nothing needs the unmasked result for a backward pass.
+                out = out.index_copy(1, ids, masked) if torch.is_grad_enabled() else out.index_copy_(1, ids, masked)
         return self.linear(out.transpose(2, 3).reshape(b, nw, n, c))  # heads concatenated head-major
 
 

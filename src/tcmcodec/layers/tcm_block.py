@@ -38,8 +38,18 @@ class TCMBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W), C = conv_dim + trans_dim
         conv_x, trans_x = torch.split(pointwise(self.conv1_1, x), (self.conv_dim, self.trans_dim), dim=1)
         conv_x = self.conv_block(conv_x) + conv_x
-        trans_x = self.trans_block(trans_x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # via (B, H, W, C)
-        return x + pointwise(self.conv1_2, torch.cat((conv_x, trans_x), dim=1))
+        trans_x = self.trans_block(trans_x.permute(0, 2, 3, 1))  # (B, H, W, C_t)
+        if torch.is_grad_enabled() or not x.is_contiguous(memory_format=torch.channels_last):
+            return x + pointwise(self.conv1_2, torch.cat((conv_x, trans_x.permute(0, 3, 1, 2)), dim=1))
+        # Inference on channels-last maps: conv1_2 of the concatenation as two products accumulated
+        # onto the input (no concatenated copy, no separate residual pass).
+        b, c, h, w = x.shape
+        weight = self.conv1_2.weight.flatten(1)  # (C, C)
+        out = torch.addmm(x.permute(0, 2, 3, 1).reshape(-1, c), conv_x.permute(0, 2, 3, 1).reshape(-1, self.conv_dim),
+                          weight[:, : self.conv_dim].T)  # (B * H * W, C)
+        out.addmm_(trans_x.reshape(-1, self.trans_dim), weight[:, self.conv_dim :].T)
+        out += self.conv1_2.bias
+        return out.view(b, h, w, c).permute(0, 3, 1, 2)  # channels-last (B, C, H, W)
 
 
 def tcm_stage(dim: int, depth: int, head_dim: int, window: int) -> list[nn.Module]:

@@ -12,8 +12,10 @@ Version 2 files therefore evaluate that whole path in **float64**: a float64 cop
 parameter networks (built once per weights version, cached on the model) runs on the float32
 hyper-latent ``z_hat`` (integers plus float32 medians, exact in float64) and on ``y_hat``
 (integers plus float64 means). Re-ordered float64 sums differ by ~1e-16 relative, about 1e9
-times less often within reach of a boundary. The path runs at 1/16 and 1/64 of the image
-resolution, so the cost is small next to the transforms (see ``docs/internals.md``).
+times less often within reach of a boundary. (The wide 3x3 convolutions run by Winograd's
+algorithm, :mod:`tcmcodec.models.winograd`, whose float64 error is of the same order as the direct
+one's.) The path runs at 1/16 and 1/64 of the image resolution, so the cost is small next to the
+transforms (see ``docs/internals.md``).
 
 A safety net covers the remaining chance: each slice carries a 16-bit check value of its table
 indexes (:func:`slice_check`); the decoder verifies it before decoding the slice, and a mismatch is
@@ -78,14 +80,14 @@ def banded_conv2d(x: Tensor, conv: nn.Conv2d, channels: tuple[int, int] | None =
         bias: add ``conv.bias``.
     """
     start, stop = (0, conv.in_channels) if channels is None else channels
-    weight = conv.weight[:, start:stop]
-    u = getattr(conv, "_winograd", None)
+    u = getattr(conv, "_winograd", None)  # then conv.weight is None: the filters replace it
     u = None if u is None else u[:, :, start:stop]
+    weight = None if u is not None else conv.weight[:, start:stop]
     bias_ = conv.bias if bias else None
     b, c, h, w = x.shape
-    k, p = weight.shape[2], conv.padding[0]
+    k, p = conv.kernel_size[0], conv.padding[0]
     if u is None:
-        rows = max(1, BAND_BYTES // max(1, c * k * weight.shape[3] * w * x.element_size()))  # im2col: k*k per value
+        rows = max(1, BAND_BYTES // max(1, c * k * conv.kernel_size[1] * w * x.element_size()))  # im2col: k*k per value
     else:
         rows = max(winograd.TILE, BAND_BYTES // max(1, 4 * c * w * x.element_size()) // winograd.TILE * winograd.TILE)
 
@@ -96,7 +98,7 @@ def banded_conv2d(x: Tensor, conv: nn.Conv2d, channels: tuple[int, int] | None =
 
     if rows >= h:
         return conv_rows(F.pad(x, (0, 0, p, p)))
-    out = x.new_empty(b, weight.shape[0], h, w)  # (B, C_out, H, W): stride 1, 'same' padding
+    out = x.new_empty(b, conv.out_channels, h, w)  # (B, C_out, H, W): stride 1, 'same' padding
     for r0 in range(0, h, rows):
         r1 = min(h, r0 + rows)
         lo, hi = max(0, r0 - p), min(h, r1 + k - 1 - p)  # input rows that output rows r0..r1 read
@@ -119,6 +121,7 @@ def _band_convolutions(module: nn.Module) -> None:
             m.forward = types.MethodType(_banded_forward, m)
             if m.kernel_size == (3, 3) and m.in_channels >= WINOGRAD_MIN_CHANNELS:
                 m._winograd = winograd.filters(m.weight.detach())
+                m.register_parameter("weight", None)  # 16 filter values per 9 weights: keep one of the two
 
 
 def version_key(module: nn.Module) -> tuple | None:

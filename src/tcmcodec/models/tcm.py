@@ -290,13 +290,14 @@ class TCM(nn.Module):
             checks += slice_check(indexes)
             _, y_hat_slice = self.gaussian_conditional.compress(y_slice.to(dtype), scale, mu, y_coder, indexes=indexes)
             y_hat_slices.append(self._lrp(i, lrp_input, y_hat_slice, net, bands))
-        x_hat = None
+        x_hat, z_shape = None, tuple(z.shape[2:])
         if return_x_hat:
-            del latent_means, latent_scales, mu, scale, lrp_input, y_slice  # whole-latent tensors
+            y_dtype = y.dtype
+            del latent_means, latent_scales, mu, scale, lrp_input, y_slice, y, z  # whole-latent tensors
+            y_hat = cat_as(y_hat_slices, y_dtype)  # (empties the list of float64 slices)
             out_dtype = torch.uint8 if x.dtype == torch.uint8 else x.dtype
-            x_hat = self._reconstruct(cat_as(y_hat_slices, y.dtype), q, tiling, out_dtype)
-        return ModelStreams(z=z_coder.finish(), y=y_coder.finish(), z_shape=tuple(z.shape[2:]),
-                            checks=bytes(checks), x_hat=x_hat)
+            x_hat = self._reconstruct(y_hat, q, tiling, out_dtype)
+        return ModelStreams(z=z_coder.finish(), y=y_coder.finish(), z_shape=z_shape, checks=bytes(checks), x_hat=x_hat)
 
     @torch.no_grad()
     def decompress(

@@ -14,7 +14,8 @@ and the decoder compute the same tiles and agree bit for bit; the file records t
 
 ``uint8`` images are converted to floats tile by tile and reconstructions are rounded to ``uint8``
 tile by tile (``round(clamp(x, 0, 1) * 255)``, as :func:`tcmcodec.codec.image.to_uint8_hwc`), so a
-full-size float image never exists: memory stays flat as images grow.
+full-size float image never exists; ``uint8`` reconstructions are channels-last, i.e. (H, W, 3) pixels
+in memory, which the codec hands on without another full-size copy.
 """
 
 from __future__ import annotations
@@ -79,9 +80,12 @@ def _to_float(x: Tensor) -> Tensor:
 
 
 def _to_output(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """The clamped reconstruction, in ``dtype`` (uint8: ``round(clamp(x, 0, 1) * 255)``)."""
+    """The clamped reconstruction, in ``dtype`` (uint8: ``round(clamp(x, 0, 1) * 255)``, channels-last
+    memory: the (H, W, 3) pixels of an image, so that handing them on as an array needs no copy)."""
     x = x.clamp_(0, 1)
-    return x.mul_(255).round_().to(torch.uint8) if dtype == torch.uint8 else x
+    if dtype != torch.uint8:
+        return x
+    return x.mul_(255).round_().to(torch.uint8, memory_format=torch.channels_last)
 
 
 def analyze(g_a: Callable[[Tensor], Tensor], x: Tensor, tiling: Tiling) -> Tensor:
@@ -105,7 +109,8 @@ def synthesize(g_s: Callable[[Tensor], Tensor], y_hat: Tensor, tiling: Tiling, d
     b, _, h, w = y_hat.shape
     if not tiling.active(h, w):
         return _to_output(g_s(y_hat), dtype)
-    out = torch.empty(b, 3, SCALE * h, SCALE * w, dtype=dtype, device=y_hat.device)
+    layout = torch.channels_last if dtype == torch.uint8 else torch.contiguous_format  # as _to_output
+    out = torch.empty(b, 3, SCALE * h, SCALE * w, dtype=dtype, device=y_hat.device, memory_format=layout)
     for r0, r1, a0, a1 in tiling.spans(h):
         for c0, c1, b0, b1 in tiling.spans(w):
             part = g_s(y_hat[:, :, a0:a1, b0:b1])

@@ -25,13 +25,9 @@ __all__ = ["TILE", "filters", "conv3x3"]
 
 #: Output tile side m of F(m x m, 3x3); input tiles are m + 2 a side.
 TILE = 2
-_BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))  # input transform B^T (4, 4)
-_G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))  # filter transform G (4, 3)
-_AT = ((1, 1, 1, 0), (0, 1, -1, -1))  # output transform A^T (2, 4)
-
-
-def _matrix(rows, like: Tensor) -> Tensor:
-    return torch.tensor(rows, dtype=like.dtype, device=like.device)
+#: Filter transform G (4, 3); the input transform B^T and the output transform A^T are written out
+#: as additions in :func:`_transform_in` and :func:`_transform_out`.
+_G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))
 
 
 def filters(weight: Tensor) -> Tensor:
@@ -45,7 +41,7 @@ def filters(weight: Tensor) -> Tensor:
     """
     if weight.dim() != 4 or weight.shape[2:] != (3, 3):
         raise ValueError(f"expected (C_out, C_in, 3, 3) weights, got {tuple(weight.shape)}")
-    g = _matrix(_G, weight)
+    g = torch.tensor(_G, dtype=weight.dtype, device=weight.device)
     u = g @ weight @ g.T  # (C_out, C_in, 4, 4)
     return u.permute(2, 3, 0, 1).reshape(16, weight.shape[0], weight.shape[1]).contiguous()
 
