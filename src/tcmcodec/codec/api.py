@@ -136,8 +136,6 @@ def _read_only_tensor(array: np.ndarray) -> "torch.Tensor":
     copying it: the coder only reads its input (tiles are converted to float copies)."""
     import torch
 
-    if array.flags.writeable:
-        return torch.from_numpy(array)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         return torch.from_numpy(array)

@@ -79,13 +79,18 @@ def _to_float(x: Tensor) -> Tensor:
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x
 
 
+def _output_layout(dtype: torch.dtype) -> torch.memory_format:
+    """Memory layout of reconstructions in ``dtype``: uint8 ones are channels-last, the (H, W, 3) pixels of
+    an image, so that handing them on as an array needs no copy."""
+    return torch.channels_last if dtype == torch.uint8 else torch.contiguous_format
+
+
 def _to_output(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """The clamped reconstruction, in ``dtype`` (uint8: ``round(clamp(x, 0, 1) * 255)``, channels-last
-    memory: the (H, W, 3) pixels of an image, so that handing them on as an array needs no copy)."""
+    """The clamped reconstruction, in ``dtype`` (uint8: ``round(clamp(x, 0, 1) * 255)``) and its layout."""
     x = x.clamp_(0, 1)
     if dtype != torch.uint8:
         return x
-    return x.mul_(255).round_().to(torch.uint8, memory_format=torch.channels_last)
+    return x.mul_(255).round_().to(torch.uint8, memory_format=_output_layout(dtype))
 
 
 def analyze(g_a: Callable[[Tensor], Tensor], x: Tensor, tiling: Tiling) -> Tensor:
@@ -109,8 +114,7 @@ def synthesize(g_s: Callable[[Tensor], Tensor], y_hat: Tensor, tiling: Tiling, d
     b, _, h, w = y_hat.shape
     if not tiling.active(h, w):
         return _to_output(g_s(y_hat), dtype)
-    layout = torch.channels_last if dtype == torch.uint8 else torch.contiguous_format  # as _to_output
-    out = torch.empty(b, 3, SCALE * h, SCALE * w, dtype=dtype, device=y_hat.device, memory_format=layout)
+    out = torch.empty(b, 3, SCALE * h, SCALE * w, dtype=dtype, device=y_hat.device, memory_format=_output_layout(dtype))
     for r0, r1, a0, a1 in tiling.spans(h):
         for c0, c1, b0, b1 in tiling.spans(w):
             part = g_s(y_hat[:, :, a0:a1, b0:b1])
