@@ -12,6 +12,9 @@ from ..ops import lower_bound
 __all__ = ["GDN"]
 
 _PEDESTAL = (2.0**-18) ** 2
+#: Tokens (positions) that the inference path of :class:`GDN` normalises at once: the squares and the
+#: norms of a chunk stay in the CPU caches instead of making two whole-map temporaries.
+CHUNK_TOKENS = 4096
 
 
 class GDN(nn.Module):
@@ -49,9 +52,31 @@ class GDN(nn.Module):
         channels = x.shape[1]
         beta = lower_bound(self.beta, self._beta_bound) ** 2 - _PEDESTAL  # (C,)
         gamma = lower_bound(self.gamma, self._gamma_bound) ** 2 - _PEDESTAL  # (C, C)
+        if not torch.is_grad_enabled() and x.dim() == 4 and _is_channels_last(x):
+            return self._tokens(x, beta, gamma)
         norm = F.conv2d(x * x, gamma.reshape(channels, channels, 1, 1), beta)
         return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
+
+    def _tokens(self, x: Tensor, beta: Tensor, gamma: Tensor) -> Tensor:
+        """Inference on a channels-last map: ``norm = beta + x^2 gamma^T`` per token, a chunk of tokens at
+        a time, written into the (channels-last) result and finished there in place (same values as
+        the convolution up to float summation order)."""
+        c = x.shape[1]
+        tokens = x.permute(0, 2, 3, 1).reshape(-1, c)  # (B*H*W, C): a view of channels-last memory
+        out = torch.empty_like(x, memory_format=torch.channels_last)
+        norms = out.permute(0, 2, 3, 1).reshape(-1, c)  # (B*H*W, C): a view of out
+        gamma_t = gamma.t()
+        for i in range(0, tokens.shape[0], CHUNK_TOKENS):
+            t, n = tokens[i : i + CHUNK_TOKENS], norms[i : i + CHUNK_TOKENS]
+            torch.addmm(beta, t * t, gamma_t, out=n)
+            (n.sqrt_() if self.inverse else n.rsqrt_()).mul_(t)
+        return out
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         drop_keys(state_dict, prefix, self._DROPPED)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _is_channels_last(x: Tensor) -> bool:
+    """True when ``x`` (B, C, H, W) is stored channels-last (and is not also plain contiguous)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()

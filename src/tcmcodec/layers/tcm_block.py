@@ -36,18 +36,32 @@ class TCMBlock(nn.Module):
         self.conv_block = ResidualBlock(conv_dim)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W), C = conv_dim + trans_dim
+        if not torch.is_grad_enabled() and x.is_contiguous(memory_format=torch.channels_last):
+            return self._infer(x)
         conv_x, trans_x = torch.split(pointwise(self.conv1_1, x), (self.conv_dim, self.trans_dim), dim=1)
         conv_x = self.conv_block(conv_x) + conv_x
         trans_x = self.trans_block(trans_x.permute(0, 2, 3, 1))  # (B, H, W, C_t)
-        if torch.is_grad_enabled() or not x.is_contiguous(memory_format=torch.channels_last):
-            return x + pointwise(self.conv1_2, torch.cat((conv_x, trans_x.permute(0, 3, 1, 2)), dim=1))
-        # Inference on channels-last maps: conv1_2 of the concatenation as two products accumulated
-        # onto the input (no concatenated copy, no separate residual pass).
+        return x + pointwise(self.conv1_2, torch.cat((conv_x, trans_x.permute(0, 3, 1, 2)), dim=1))
+
+    def _infer(self, x: Tensor) -> Tensor:
+        """``forward`` at inference on a channels-last map, as matrix products over its tokens: conv1_1
+        writes the two paths' inputs as two dense maps (no strided halves for the convolutions and the
+        windows to copy), the residuals are added in place, and conv1_2 of the concatenation is two
+        products accumulated onto the input (no concatenated copy). Same values up to float rounding."""
         b, c, h, w = x.shape
-        weight = self.conv1_2.weight.flatten(1)  # (C, C)
-        out = torch.addmm(x.permute(0, 2, 3, 1).reshape(-1, c), conv_x.permute(0, 2, 3, 1).reshape(-1, self.conv_dim),
-                          weight[:, : self.conv_dim].T)  # (B * H * W, C)
-        out.addmm_(trans_x.reshape(-1, self.trans_dim), weight[:, self.conv_dim :].T)
+        cd = self.conv_dim
+        tokens = x.permute(0, 2, 3, 1).reshape(-1, c)  # (B*H*W, C): a view of channels-last memory
+        w1, b1 = self.conv1_1.weight.flatten(1), self.conv1_1.bias  # (C, C), (C,)
+        conv_x = torch.addmm(b1[:cd], tokens, w1[:cd].T).view(b, h, w, cd).permute(0, 3, 1, 2)  # channels-last
+        trans_x = torch.addmm(b1[cd:], tokens, w1[cd:].T).view(b, h, w, self.trans_dim)  # (B, H, W, C_t)
+        conv_y = self.conv_block(conv_x)
+        conv_y += conv_x  # the block's own residual is inside conv_block: this is the reference's second one
+        del conv_x
+        trans_y = self.trans_block(trans_x)  # (B, H, W, C_t)
+        del trans_x
+        w2 = self.conv1_2.weight.flatten(1)  # (C, C)
+        out = torch.addmm(tokens, conv_y.permute(0, 2, 3, 1).reshape(-1, cd), w2[:, :cd].T)  # (B * H * W, C)
+        out.addmm_(trans_y.reshape(-1, self.trans_dim), w2[:, cd:].T)
         out += self.conv1_2.bias
         return out.view(b, h, w, c).permute(0, 3, 1, 2)  # channels-last (B, C, H, W)
 

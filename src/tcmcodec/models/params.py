@@ -91,18 +91,19 @@ def banded_conv2d(x: Tensor, conv: nn.Conv2d, channels: tuple[int, int] | None =
     else:
         rows = max(winograd.TILE, BAND_BYTES // max(1, 4 * c * w * x.element_size()) // winograd.TILE * winograd.TILE)
 
-    def conv_rows(band: Tensor) -> Tensor:  # band: the input rows of its outputs, padded above and below
+    if rows >= h:  # whole: no band copies (a 1x1 convolution needs no padding at all)
         if u is None:
-            return F.conv2d(band, weight, bias_, 1, (0, conv.padding[1]))
-        return winograd.conv3x3(F.pad(band, (p, p)), u, bias_)
-
-    if rows >= h:
-        return conv_rows(F.pad(x, (0, 0, p, p)))
+            return F.conv2d(x, weight, bias_, 1, conv.padding)
+        return winograd.conv3x3(F.pad(x, (p, p, p, p)), u, bias_)
     out = x.new_empty(b, conv.out_channels, h, w)  # (B, C_out, H, W): stride 1, 'same' padding
     for r0 in range(0, h, rows):
         r1 = min(h, r0 + rows)
         lo, hi = max(0, r0 - p), min(h, r1 + k - 1 - p)  # input rows that output rows r0..r1 read
-        out[:, :, r0:r1] = conv_rows(F.pad(x[:, :, lo:hi], (0, 0, p - (r0 - lo), (r1 + k - 1 - p) - hi)))
+        pad_rows = (p - (r0 - lo), (r1 + k - 1 - p) - hi)  # zero rows above and below the band
+        if u is None:
+            out[:, :, r0:r1] = F.conv2d(F.pad(x[:, :, lo:hi], (0, 0, *pad_rows)), weight, bias_, 1, (0, conv.padding[1]))
+        else:
+            out[:, :, r0:r1] = winograd.conv3x3(F.pad(x[:, :, lo:hi], (p, p, *pad_rows)), u, bias_)
     return out
 
 
