@@ -58,7 +58,7 @@ def _image(width: int, height: int):
 class StageClock:
     """Seconds spent in g_a, g_s and the entropy-parameter networks of one or more models (forward hooks):
     the transforms, and the entropy-parameter networks (``tcmcodec.models.params.PARAM_MODULES``:
-    hyper-synthesis, SWAtten, cc transforms, LRP) together; "other" is the rest of a run (the
+    hyper-synthesis, SWAtten, cc transforms, LRP, and the float64 copy's ``heads``) together; "other" is the rest of a run (the
     hyper-analysis, the entropy coder, image conversion, container)."""
 
     def __init__(self) -> None:
@@ -84,12 +84,13 @@ class StageClock:
         """Times the entropy-parameter networks held by ``params``."""
         from tcmcodec.models.params import PARAM_MODULES
 
-        for name in PARAM_MODULES:
+        for name in (*PARAM_MODULES, "heads"):  # heads: the float64 copy's composed first layers
             sub = getattr(params, name, None)  # the authors' model and fixed-rate presets have no gains
             if sub is None:
                 continue
             for part in (sub if isinstance(sub, torch.nn.ModuleList) else [sub]):
-                self.watch("entropy_parameters", part)
+                for m in (part.children() if name == "heads" else [part]):  # SliceHeads: its layers run
+                    self.watch("entropy_parameters", m)
 
 
 def _time(fn, clock: StageClock) -> tuple[float, object, dict[str, float]]:

@@ -77,17 +77,19 @@ def row_bands(h: int, w: int, config: TCMConfig, budget: int | None = None) -> l
     return out
 
 
-def banded(fn: Callable[..., Tensor], inputs: Sequence[Tensor], bands: list[Band]) -> Tensor:
+def banded(fn: Callable[..., Tensor], inputs: Sequence[Tensor], bands: list[Band] | None) -> Tensor:
     """``fn(*inputs)`` computed band by band: ``fn`` maps (B, C_i, rows, W) inputs to (B, C, rows, W).
 
     Args:
         fn: a function of row-aligned feature maps that keeps their height and width.
         inputs: its (B, C_i, H, W) arguments, all of the same H and W.
-        bands: from :func:`row_bands`.
+        bands: from :func:`row_bands`; ``None``: the whole map at once.
 
     Returns:
         The (B, C, H, W) result, each band's core rows taken from its own evaluation.
     """
+    if bands is None:
+        return fn(*inputs)
     out = None
     for r0, r1, a0, a1 in bands:
         part = fn(*(t[:, :, a0:a1] for t in inputs))

@@ -17,6 +17,14 @@ algorithm, :mod:`tcmcodec.models.winograd`, whose float64 error is of the same o
 one's.) The path runs at 1/16 and 1/64 of the image resolution, so the cost is small next to the
 transforms (see ``docs/internals.md``).
 
+The copy computes the same functions in fewer operations where linear layers meet
+(:class:`SliceHeads`): SWAtten ends in a 1x1 convolution from its squeezed width (128 for ``tcm-s``) to
+the support's width ``d`` (320..576), and the cc and LRP transforms begin with 3x3 convolutions of
+that output, so each such pair is one 3x3 convolution of the squeezed map plus a bias map (the 1x1
+convolution's bias seen through the 3x3 taps that lie inside the map): 3-4x fewer multiply-adds in the
+widest convolutions of the path. The mean support's two consumers (cc mean transform, LRP) share one
+convolution.
+
 A safety net covers the remaining chance: each slice carries a 16-bit check value of its table
 indexes (:func:`slice_check`); the decoder verifies it before decoding the slice, and a mismatch is
 a :class:`~tcmcodec.errors.FormatError` that says what happened instead of silent garbage.
@@ -39,7 +47,7 @@ from . import winograd
 
 __all__ = [
     "PARAM_MODULES", "CHECK_BYTES", "version_key", "param_net", "slice_check", "verify_check", "deterministic",
-    "banded_conv2d",
+    "banded_conv2d", "ComposedConv", "SliceHeads",
 ]
 
 #: Sub-modules of a TCM that compute the entropy parameters (means, scales, LRP) from ``z_hat``.
@@ -125,6 +133,82 @@ def _band_convolutions(module: nn.Module) -> None:
                 m.register_parameter("weight", None)  # 16 filter values per 9 weights: keep one of the two
 
 
+class ComposedConv(nn.Module):
+    """``conv3(pointwise(v))`` for a 3x3 'same' convolution ``conv3`` of the output of a 1x1 convolution
+    ``pointwise``, computed as one 3x3 convolution of ``v`` plus a bias map.
+
+    Inside the map, ``conv3`` sees ``W1 v + b1``; in its zero padding it sees 0. So the result is the 3x3
+    convolution of ``v`` with the weights ``W3 W1`` (per tap) plus ``b3`` plus, at each position, the
+    taps ``W3[tap] b1`` of the neighbours that lie inside the map (all nine in the interior, fewer at
+    the border). Equal to the two convolutions up to float rounding, on a whole map or a band of rows.
+
+    Args:
+        weight: (C_out, d, 3, 3) weights of ``conv3``.
+        bias: (C_out,) bias of ``conv3``.
+        pointwise: the 1x1 convolution (d outputs from C_in inputs) whose output ``conv3`` reads.
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor, pointwise: nn.Conv2d):
+        super().__init__()
+        w1 = pointwise.weight.detach().flatten(1)  # (d, C_in)
+        weight, bias = weight.detach(), bias.detach()
+        self.conv = nn.Conv2d(w1.shape[1], weight.shape[0], 3, padding=1, bias=False).to(weight.dtype)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.einsum("odij,dk->okij", weight, w1))  # (C_out, C_in, 3, 3)
+        self.register_buffer("taps", torch.einsum("odij,d->ijo", weight, pointwise.bias.detach()))  # (3, 3, C_out)
+        self.register_buffer("bias", bias.clone())
+
+    def forward(self, v: Tensor) -> Tensor:  # (B, C_in, H, W) -> (B, C_out, H, W)
+        out = banded_conv2d(v, self.conv, bias=False)
+        h, w = v.shape[2:]
+        inside = torch.einsum("ijo,ih,jw->ohw", self.taps, _inside(h, v), _inside(w, v))  # (C_out, H, W)
+        return out.add_(inside.add_(self.bias.view(-1, 1, 1)))
+
+
+def _inside(n: int, like: Tensor) -> Tensor:
+    """(3, n): 1 where the tap at offset -1, 0, +1 of position 0..n-1 lies inside 0..n-1, else 0."""
+    pos = torch.arange(n, device=like.device)
+    return torch.stack([((pos + k >= 0) & (pos + k < n)) for k in (-1, 0, 1)]).to(like.dtype)
+
+
+class SliceHeads(nn.Module):
+    """The first layers of one slice's cc and LRP transforms in the float64 copy.
+
+    Args:
+        mean: the cc mean transform's first convolution and the mean-support part of LRP's, stacked
+            (2 x C_hidden outputs), composed with ``atten_mean``'s output convolution.
+        scale: the cc scale transform's first convolution, composed with ``atten_scale``'s.
+        lrp_y: the decoded-slice part of LRP's first convolution (no bias: ``mean`` carries it).
+    """
+
+    def __init__(self, mean: ComposedConv, scale: ComposedConv, lrp_y: nn.Conv2d):
+        super().__init__()
+        self.mean, self.scale, self.lrp_y = mean, scale, lrp_y
+
+
+def _compose_heads(holder: nn.Module) -> None:
+    """Give ``holder`` (the float64 copy of a TCM's parameter modules) ``heads``, a :class:`SliceHeads`
+    per slice, and make the layers they replace identities: SWAtten's output convolutions and the
+    first convolutions of the cc and LRP transforms. The copy's SWAtten modules then return their
+    squeezed maps, and ``cc_*_transforms[i]`` start at their first GELU."""
+    names = ("atten_mean", "atten_scale", "cc_mean_transforms", "cc_scale_transforms", "lrp_transforms")
+    if not all(hasattr(holder, n) for n in names):
+        return
+    heads = nn.ModuleList()
+    for am, ascale, cm, cs, lrp in zip(*(getattr(holder, n) for n in names)):
+        am, ascale, first = am[0], ascale[0], lrp[0]
+        d = cm[0].in_channels
+        lrp_y = nn.Conv2d(first.in_channels - d, first.out_channels, 3, padding=1, bias=False).to(first.weight.dtype)
+        with torch.no_grad():
+            lrp_y.weight.copy_(first.weight[:, d:])
+        mean = ComposedConv(torch.cat([cm[0].weight, first.weight[:, :d]]), torch.cat([cm[0].bias, first.bias]),
+                            am.out_conv)
+        heads.append(SliceHeads(mean, ComposedConv(cs[0].weight, cs[0].bias, ascale.out_conv), lrp_y))
+        am.out_conv = ascale.out_conv = nn.Identity()
+        cm[0] = cs[0] = lrp[0] = nn.Identity()
+    holder.add_module("heads", heads)
+
+
 def version_key(module: nn.Module) -> tuple | None:
     """Identity and in-place-update counter of every tensor of ``module``.
 
@@ -166,6 +250,7 @@ def param_net(model: nn.Module, dtype: torch.dtype) -> nn.Module:
                 holder.add_module(name, copy.deepcopy(sub))
         holder.to(dtype).train(model.training)
         if dtype == torch.float64:
+            _compose_heads(holder)
             _band_convolutions(holder)
     # A plain attribute (not a registered sub-module): invisible to state_dict() and parameters().
     object.__setattr__(model, _CACHE_ATTR, ((key, dtype), holder) if key is not None else None)

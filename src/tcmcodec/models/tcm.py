@@ -18,7 +18,7 @@ from .gain import GainUnit
 from .config import TCMConfig
 from .bands import Band, banded, row_bands
 from .streams import ModelStreams
-from .params import CHECK_BYTES, banded_conv2d, deterministic, param_net, slice_check, verify_check
+from .params import CHECK_BYTES, deterministic, param_net, slice_check, verify_check
 from .tiling import Tiling, analyze, synthesize
 from .transforms import analysis, shortcut_links, shortcut_taps, synthesis
 
@@ -164,27 +164,23 @@ class TCM(nn.Module):
         bands: list[Band] | None = None,
     ):
         """Mean, raw scale and LRP input of slice i given the decoded earlier slices. The LRP input is the
-        mean support; with ``bands`` (computed band by band) it is the mean support's part of LRP's first
-        convolution instead, as wide as that convolution (the support is as wide as the inputs)."""
+        mean support; for the float64 copy (``params.SliceHeads``, with or without ``bands``) it is the
+        mean support's part of LRP's first convolution instead."""
         net = self if net is None else net
         support = done[: self.config.max_support_slices]
+        heads = getattr(net, "heads", None)
+        if heads is None:  # the model's own layers (training, format version 1)
+            ms = net.atten_mean[i](torch.cat([latent_means, *support], dim=1))
+            scale = net.cc_scale_transforms[i](net.atten_scale[i](torch.cat([latent_scales, *support], dim=1)))
+            return net.cc_mean_transforms[i](ms), scale, ms
 
-        def mean_support(means: Tensor, *sup: Tensor) -> Tensor:
-            return net.atten_mean[i](torch.cat([means, *sup], dim=1))
+        def mean_and_lrp_part(*t: Tensor) -> Tensor:  # cc_mean_transforms[i] starts at its first GELU here
+            first = heads[i].mean(net.atten_mean[i](torch.cat(t, dim=1)))  # (B, 2 * hidden, rows, W)
+            hidden = first.shape[1] // 2
+            return torch.cat([net.cc_mean_transforms[i](first[:, :hidden]), first[:, hidden:]], dim=1)
 
-        def scale(scales: Tensor, *sup: Tensor) -> Tensor:
-            return net.cc_scale_transforms[i](net.atten_scale[i](torch.cat([scales, *sup], dim=1)))
-
-        if bands is None:
-            ms = mean_support(latent_means, *support)
-            return net.cc_mean_transforms[i](ms), scale(latent_scales, *support), ms
-        first = net.lrp_transforms[i][0]
-        width = latent_means.shape[1] + sum(t.shape[1] for t in support)
-
-        def mean_and_lrp_part(*t: Tensor) -> Tensor:
-            ms = mean_support(*t)
-            head = banded_conv2d(ms, first, (0, width))
-            return torch.cat([net.cc_mean_transforms[i](ms), head], dim=1)
+        def scale(*t: Tensor) -> Tensor:
+            return net.cc_scale_transforms[i](heads[i].scale(net.atten_scale[i](torch.cat(t, dim=1))))
 
         both = banded(mean_and_lrp_part, [latent_means, *support], bands)
         sd = self.slice_dim
@@ -196,14 +192,14 @@ class TCM(nn.Module):
     ) -> Tensor:
         """Latent residual prediction: add ``0.5 * tanh(lrp(mean_support, y_hat_i))``; ``lrp_input`` and
         ``bands`` as from ``_slice_params``."""
-        lrp = (self if net is None else net).lrp_transforms[i]
-        if bands is None:
-            return y_hat_slice + 0.5 * torch.tanh(lrp(torch.cat([lrp_input, y_hat_slice], dim=1)))
-        first, width = lrp[0], lrp[0].in_channels - y_hat_slice.shape[1]
+        net = self if net is None else net
+        heads = getattr(net, "heads", None)
+        if heads is None:
+            return y_hat_slice + 0.5 * torch.tanh(net.lrp_transforms[i](torch.cat([lrp_input, y_hat_slice], dim=1)))
 
-        def add_lrp(head: Tensor, y_hat: Tensor) -> Tensor:
-            h = head + banded_conv2d(y_hat, first, (width, first.in_channels), bias=False)
-            return y_hat + 0.5 * torch.tanh(lrp[1:](h))
+        def add_lrp(head: Tensor, y_hat: Tensor) -> Tensor:  # lrp_transforms[i] starts at its first GELU here
+            h = head + heads[i].lrp_y(y_hat)
+            return y_hat + 0.5 * torch.tanh(net.lrp_transforms[i](h))
 
         return banded(add_lrp, [lrp_input, y_hat_slice], bands)
 
