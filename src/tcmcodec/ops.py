@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["lower_bound", "ste_round", "to_symbols", "cat_as"]
+__all__ = ["lower_bound", "ste_round", "to_symbols", "cat_as", "is_channels_last"]
 
 _INT32_LOW = -2147483648.0
 _INT32_HIGH = 2147483520.0  # largest float32 below 2**31
@@ -82,3 +82,9 @@ def cat_as(slices: list[Tensor], dtype: torch.dtype) -> Tensor:
         out[:, c : c + t.shape[1]] = t
         c += t.shape[1]
     return out
+
+
+def is_channels_last(x: Tensor) -> bool:
+    """True when ``x`` is a (B, C, H, W) map stored channels-last and not also plainly contiguous (the two
+    coincide when C == 1 or H == W == 1), i.e. when its NHWC tokens are a view."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)

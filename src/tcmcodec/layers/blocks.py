@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops import is_channels_last
 from .gdn import GDN
 
 __all__ = [
@@ -69,7 +70,7 @@ def pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
     """``conv(x)`` for a 1x1, stride-1 convolution; on a channels-last ``x`` computed as one matrix
     product over the channels, which needs no copy of ``x`` and returns channels-last (a 1x1
     convolution on channels-last input otherwise converts it to contiguous first)."""
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+    if is_channels_last(x):
         weight = conv.weight.flatten(1)  # (C_out, C_in)
         return F.linear(x.permute(0, 2, 3, 1), weight, conv.bias).permute(0, 3, 1, 2)
     return conv(x)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._compat import drop_keys
-from ..ops import lower_bound
+from ..ops import is_channels_last, lower_bound
 
 __all__ = ["GDN"]
 
@@ -52,7 +52,7 @@ class GDN(nn.Module):
         channels = x.shape[1]
         beta = lower_bound(self.beta, self._beta_bound) ** 2 - _PEDESTAL  # (C,)
         gamma = lower_bound(self.gamma, self._gamma_bound) ** 2 - _PEDESTAL  # (C, C)
-        if not torch.is_grad_enabled() and x.dim() == 4 and _is_channels_last(x):
+        if not torch.is_grad_enabled() and is_channels_last(x):
             return self._tokens(x, beta, gamma)
         norm = F.conv2d(x * x, gamma.reshape(channels, channels, 1, 1), beta)
         return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
@@ -75,8 +75,3 @@ class GDN(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         drop_keys(state_dict, prefix, self._DROPPED)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-
-def _is_channels_last(x: Tensor) -> bool:
-    """True when ``x`` (B, C, H, W) is stored channels-last (and is not also plain contiguous)."""
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
