@@ -77,6 +77,21 @@ def test_compress_then_decompress_gives_the_api_decode(run, png, tcm_xs, tcm_xs_
         assert decoded.mode == expected.mode and np.array_equal(np.asarray(decoded), np.asarray(expected))
 
 
+def test_compress_does_not_synthesize_the_reconstruction(run, png, tcm_xs_checkpoint, tmp_path, monkeypatch):
+    # The encoder-side reconstruction is a whole synthesis pass (40 % of a 4K compress); the command's
+    # report (size, mode, bpp) comes from the header instead.
+    from tcmcodec.models import TCM
+
+    def no_synthesis(*_args, **_kwargs):
+        raise AssertionError("tcm compress ran the synthesis")
+
+    monkeypatch.setattr(TCM, "_reconstruct", no_synthesis)
+    rc, out, err = run("compress", png, "-o", tmp_path / "x.tcm", "--checkpoint", tcm_xs_checkpoint)
+    assert (rc, err) == (0, "")
+    assert "48x40 RGB" in out
+    assert f"{8 * (tmp_path / 'x.tcm').stat().st_size / (48 * 40):.4f} bpp" in out
+
+
 def test_default_outputs_sit_beside_the_inputs_and_are_not_overwritten(run, png, tcm_xs_checkpoint):
     rc, _, err = run("compress", png, "--checkpoint", tcm_xs_checkpoint, "--quality", "2.5", "-q")
     assert (rc, err) == (0, "")

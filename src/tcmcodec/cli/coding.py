@@ -63,7 +63,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     pairs, skipped = plan_outputs(check_inputs(args.inputs), args.output, ".tcm", args.force, args.skip_existing)
     from tcmcodec import codec
 
-    from tcmcodec.codec import tiles
+    from tcmcodec.codec import container, tiles
 
     try:
         tiles.tiling_for((1, 1), args.tile)  # the codec's own check of the tile size, as a usage error
@@ -75,10 +75,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
     def work(src: Path, dst: Path) -> str:
         t0 = time.perf_counter()
-        data, rec = c.compress_with_reconstruction(src, args.quality)
+        data = c.compress(src, args.quality)  # no encoder-side reconstruction: one synthesis pass less
         write_atomic(dst, data)
-        bpp = 8 * len(data) / (rec.width * rec.height)
-        return (f"{src} -> {dst}: {rec.width}x{rec.height} {rec.mode}, {len(data):,} bytes, "
+        header = container.read_header(data)
+        bpp = 8 * len(data) / (header.width * header.height)
+        return (f"{src} -> {dst}: {header.width}x{header.height} {header.mode}, {len(data):,} bytes, "
                 f"{bpp:.4f} bpp ({time.perf_counter() - t0:.1f} s)")
 
     return run_batch(args, pairs, skipped, "image", work)
