@@ -243,11 +243,26 @@ def test_the_memory_estimate_grows_with_pixels_and_width(tcm_xs):
     from tcmcodec.codec.memory import estimate_bytes
     from tcmcodec.models import TCMConfig
 
-    small, large = estimate_bytes(tcm_xs, 512, 768), estimate_bytes(tcm_xs, 2988, 5312)
-    assert large > 30 * (small - (512 << 20))  # ~linear in the padded pixels
-    assert 11 << 30 < large < 18 << 30  # measured: 11.2 GiB to decode 5312x2988 with tcm-xs
+    base, small, large = (estimate_bytes(tcm_xs, h, w) for h, w in ((64, 64), (512, 768), (2160, 3840)))
+    assert large - base > 20 * (small - base)  # ~linear in the padded pixels (21x as many)
+    assert 3 << 30 < large < 5 << 30  # measured: 3.0 GiB to encode 3840x2160 untiled with tcm-xs
     wider = type(tcm_xs)(TCMConfig(N=64))
     assert estimate_bytes(wider, 512, 768) > small
+
+
+def test_the_tiled_estimate_covers_the_measured_peaks(tcm_xs):
+    # benchmarks/README.md: tcm-xs peaked at 1.07 GiB (3840x2160) and 2.14 GiB (7680x4320) in its default
+    # tiles; tcm-s (M = 320: a larger whole-latent entropy state) at 1.94 and 3.60 GiB.
+    from tcmcodec.codec import memory, tiles
+    from tcmcodec.models import TCMConfig
+
+    def estimate(model, h, w):
+        return memory.estimate_bytes(model, h, w, tiles.tiling_for((-(-h // 64), -(-w // 64)), None, model))
+
+    tcm_s = type(tcm_xs)(TCMConfig(N=64, M=320, num_slices=5, max_support_slices=5))
+    for model, peaks in ((tcm_xs, (1.07, 2.14)), (tcm_s, (1.94, 3.60))):
+        for (h, w), peak in zip(((2160, 3840), (4320, 7680)), peaks):
+            assert peak * (1 << 30) < estimate(model, h, w) < 1.6 * peak * (1 << 30)
 
 
 def test_exif_orientation_is_applied(small, tcm_xs, tmp_path):

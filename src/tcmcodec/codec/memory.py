@@ -1,12 +1,17 @@
 """Refusing images that cannot fit in memory, before any network runs (instead of an allocation failure).
 
 Untiled, the transforms keep whole feature maps: peak memory grows with the padded pixel count, about
-``BYTES_PER_PIXEL_PER_N * N`` bytes per pixel for a model of width N (measured on this project's CPU:
-``tcm-xs`` (N=32) 11.2 GiB to decode 16 Mpx, ``tcm-s`` (N=64) 16.1 GiB at 3840x2160). Tiled
+``BYTES_PER_PIXEL_PER_N * N`` bytes per pixel for a model of width N (measured with the inference paths
+of 2026-12-05, 2 threads: ``tcm-xs`` (N=32) 3.0 GiB to encode 3840x2160 untiled, ``tcm-s`` (N=64) 1.9 GiB
+at 1920x1080: ~10.5 B per pixel and unit of N, plus the loaded model). Tiled
 (:mod:`tcmcodec.codec.tiles`), that term is bounded by the largest tile and the rest grows by
-``BYTES_PER_PIXEL_IMAGE`` per pixel. The estimate is compared with the memory the OS reports as
+:func:`image_bytes_per_pixel` per pixel. The estimate is compared with the memory the OS reports as
 available (Linux ``MemAvailable``; CUDA: free device memory). Set ``TCMCODEC_IGNORE_MEMORY=1`` to skip
 the check.
+
+The estimates stay above the peaks measured on this project's CPU by 10-40 % (``benchmarks/README.md``:
+``tcm-xs`` 1.07 / 2.14 GiB tiled at 3840x2160 / 7680x4320, estimated 1.48 / 2.8 GiB; ``tcm-s`` 1.94 /
+3.60 GiB, estimated 2.34 / 4.4 GiB).
 """
 
 from __future__ import annotations
@@ -22,19 +27,28 @@ if TYPE_CHECKING:
     from tcmcodec.models.tiling import Tiling
 
 __all__ = [
-    "BYTES_PER_PIXEL_PER_N", "TILE_BUDGET", "default_tile", "fits_untiled", "estimate_bytes", "available_bytes",
-    "check_memory",
+    "BYTES_PER_PIXEL_PER_N", "TILE_BUDGET", "default_tile", "fits_untiled", "estimate_bytes", "image_bytes_per_pixel",
+    "available_bytes", "check_memory",
 ]
 
-#: Peak bytes per padded pixel per unit of the model width N (measured peaks rounded up).
-BYTES_PER_PIXEL_PER_N = 33
-#: Bytes per padded pixel that tiling does not bound: the image and its reconstruction, the latents
-#: and what the entropy model keeps of the whole latent (tcm-xs peaks grew by 34 B/px from 3840x2160
-#: (1.5-1.7 GiB) to 7680x4320 (2.5 GiB), tiled, entropy parameters in bands; with a margin).
-BYTES_PER_PIXEL_IMAGE = 40
-_BASE = 512 << 20  # the interpreter, torch and the weights
-#: Memory the transforms of one tile (with its context) may take: sets the default tile of a model.
-TILE_BUDGET = int(1.4 * (1 << 30))
+#: Peak bytes per padded pixel per unit of the model width N of the untiled transforms (measured ~10.5,
+#: with a margin).
+BYTES_PER_PIXEL_PER_N = 14
+_BASE = 320 << 20  # the interpreter and torch
+_BYTES_PER_WEIGHT = 16  # the float32 weights, the float64 copy of the entropy-parameter networks, filters
+#: Memory the transforms of one tile (with its context) may take: sets the default tile of a model and
+#: which images run untiled (up to ~1.4 Mpx for ``tcm-xs``, ~0.7 Mpx for ``tcm-s``; tiles of 1024 and 704 px).
+#: Larger budgets are not faster: untiled, ``tcm-xs`` encoded 3840x2160 in 19.6 s against 13.3-15.0 s in
+#: tiles of 512-2048 px (tiles keep the maps nearer the caches).
+TILE_BUDGET = 608 << 20
+
+
+def image_bytes_per_pixel(model: "TCM") -> int:
+    """Bytes per padded pixel that tiling does not bound: the image in and out, the latents and what
+    the entropy model keeps of the whole latent (float64 means, scales and decoded slices, growing with
+    the latent width M). Measured growth from 3840x2160 to 7680x4320, tiled: 46 B/px for ``tcm-xs``
+    (M = 160), 72 B/px for ``tcm-s`` (M = 320); this is ``24 + M / 5`` (56 and 88)."""
+    return 24 + model.config.M // 5
 _GIB = 1 << 30
 
 
@@ -44,16 +58,19 @@ def estimate_bytes(model: "TCM", height: int, width: int, tiling: "Tiling | None
     m = model.pad_multiple
     hp, wp = -(-height // m) * m, -(-width // m) * m
     per_n = BYTES_PER_PIXEL_PER_N * model.config.N
+    base = _BASE + _BYTES_PER_WEIGHT * sum(p.numel() for p in model.parameters())
     if tiling is None or not tiling.active(hp // 16, wp // 16):
-        return _BASE + per_n * hp * wp
+        return base + per_n * hp * wp
     side = 16 * (tiling.tile + 2 * tiling.overlap + 4)  # the largest tile with its context, in pixels
-    return _BASE + per_n * min(hp, side) * min(wp, side) + BYTES_PER_PIXEL_IMAGE * hp * wp
+    return base + per_n * min(hp, side) * min(wp, side) + image_bytes_per_pixel(model) * hp * wp
 
 
 def fits_untiled(model: "TCM", height: int, width: int) -> bool:
     """Whether the transforms of a whole ``height`` x ``width`` image (padded to 64) fit :data:`TILE_BUDGET`,
     the memory one tile may take: such images need no tiles (which cost time at their seams)."""
-    return estimate_bytes(model, height, width) - _BASE <= TILE_BUDGET  # the untiled transforms' term
+    m = model.pad_multiple
+    hp, wp = -(-height // m) * m, -(-width // m) * m
+    return BYTES_PER_PIXEL_PER_N * model.config.N * hp * wp <= TILE_BUDGET  # the untiled transforms' term
 
 
 def default_tile(model: "TCM") -> int:
