@@ -254,12 +254,12 @@ def test_the_tiled_estimate_covers_the_measured_peaks(tcm_xs):
     # benchmarks/README.md: tcm-xs peaked at 1.07 GiB (3840x2160) and 2.14 GiB (7680x4320) in its default
     # tiles; tcm-s (M = 320: a larger whole-latent entropy state) at 1.94 and 3.60 GiB.
     from tcmcodec.codec import memory, tiles
-    from tcmcodec.models import TCMConfig
+    from tcmcodec.zoo import get_preset
 
     def estimate(model, h, w):
         return memory.estimate_bytes(model, h, w, tiles.tiling_for((-(-h // 64), -(-w // 64)), None, model))
 
-    tcm_s = type(tcm_xs)(TCMConfig(N=64, M=320, num_slices=5, max_support_slices=5))
+    tcm_s = type(tcm_xs)(get_preset("tcm-s").config)
     for model, peaks in ((tcm_xs, (1.07, 2.14)), (tcm_s, (1.94, 3.60))):
         for (h, w), peak in zip(((2160, 3840), (4320, 7680)), peaks):
             assert peak * (1 << 30) < estimate(model, h, w) < 1.6 * peak * (1 << 30)

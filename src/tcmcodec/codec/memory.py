@@ -38,9 +38,10 @@ _BASE = 320 << 20  # the interpreter and torch
 _BYTES_PER_WEIGHT = 16  # the float32 weights, the float64 copy of the entropy-parameter networks, filters
 #: Memory the transforms of one tile (with its context) may take: sets the default tile of a model and
 #: which images run untiled (up to ~1.4 Mpx for ``tcm-xs``, ~0.7 Mpx for ``tcm-s``; tiles of 1024 and 704 px).
-#: Larger budgets are not faster: untiled, ``tcm-xs`` encoded 3840x2160 in 19.6 s against 13.3-15.0 s in
+#: Larger budgets are not faster: untiled, ``tcm-xs`` encoded 3840x2160 in 19.6 s against 13.3-15.7 s in
 #: tiles of 512-2048 px (tiles keep the maps nearer the caches).
 TILE_BUDGET = 608 << 20
+_GIB = 1 << 30
 
 
 def image_bytes_per_pixel(model: "TCM") -> int:
@@ -49,7 +50,6 @@ def image_bytes_per_pixel(model: "TCM") -> int:
     the latent width M). Measured growth from 3840x2160 to 7680x4320, tiled: 46 B/px for ``tcm-xs``
     (M = 160), 72 B/px for ``tcm-s`` (M = 320); this is ``24 + M / 5`` (56 and 88)."""
     return 24 + model.config.M // 5
-_GIB = 1 << 30
 
 
 def estimate_bytes(model: "TCM", height: int, width: int, tiling: "Tiling | None" = None) -> int:
