@@ -133,3 +133,22 @@ def test_entropy_parameters_in_bands_of_rows_code_the_same_streams(monkeypatch, 
         decoded = model.decompress(whole, 4.0, dtype=torch.uint8)
     assert banded.checks == whole.checks and banded.y == whole.y and banded.z == whole.z
     assert torch.equal(banded.x_hat, whole.x_hat) and torch.equal(decoded, whole.x_hat)
+
+
+@pytest.mark.parametrize("zh", [23, 40])
+def test_hyper_synthesis_rows_of_a_band_equal_the_whole_outputs_rows(zh):
+    # The entropy parameters of banded latents read the hyper-synthesis band by band (bands.HyperRows):
+    # its rows must be the whole map's up to float64 summation order, for every band.
+    from tcmcodec.models.params import param_net
+
+    model = zoo.create_model("tcm-xs", pretrained=True)
+    net = param_net(model, torch.float64)
+    z = torch.randn(1, model.config.z_channels, zh, 6, generator=torch.Generator().manual_seed(zh), dtype=torch.float64)
+    h, w = 4 * zh - 3, 24  # a latent that does not fill the last z row
+    plan = bands.row_bands(h, w, model.config, budget=1)  # 8-row cores
+    with torch.inference_mode():
+        whole = net.h_mean_s(z)[:, :, :h, :w]
+        lazy = bands.HyperRows(net.h_mean_s, z, (h, w), model.config)
+        for _, _, a0, a1 in plan:
+            assert torch.allclose(lazy.rows(a0, a1), whole[:, :, a0:a1], rtol=0, atol=1e-12), (a0, a1)
+        assert torch.allclose(bands.banded(lambda t: t, [lazy], plan), whole, rtol=0, atol=1e-12)

@@ -5,7 +5,11 @@ builds several whole-latent tensors of ``M + slice_dim * k`` channels: ~2 GiB fo
 7680x4320, more than its tiled transforms. Above :data:`BAND_BUDGET` per such tensor it runs on bands
 of latent rows instead: each band is computed with :func:`reach` rows of context above and below
 (rounded out to the attention window, so that every Swin window is where it is in the whole
-latent; clipped at the latent's border) and only its core rows are kept. Within the context, zero
+latent; clipped at the latent's border) and only its core rows are kept. The hyper-synthesis output
+(the latent means and scales that every slice reads, 2 x M float64 values per latent: 332 MB for
+``tcm-xs`` at 7680x4320) is then not kept whole either: :class:`HyperRows` computes the rows a band
+needs from the rows of ``z`` above them, with :func:`hyper_reach` rows of context, each time a band
+reads them (the hyper-synthesis is small next to the slices: ~5 % of the path per evaluation). Within the context, zero
 padding and the shifted-window masks see the band's edge instead of the neighbours; beyond
 :func:`reach` rows from it nothing does, so the cores equal the whole-latent values up to the order of
 float64 summation (the table indexes: identical, tested in ``tests/models/test_tiling.py``).
@@ -26,7 +30,7 @@ from torch import Tensor
 
 from .config import TCMConfig
 
-__all__ = ["BAND_BUDGET", "Band", "reach", "row_bands", "banded"]
+__all__ = ["BAND_BUDGET", "Band", "reach", "row_bands", "banded", "hyper_reach", "HyperRows"]
 
 #: Largest float64 tensor of the widest slice input (the hyper-synthesis output and the support of the
 #: earlier slices) that the path builds at once (4K with ``tcm-xs`` stays whole; 8K runs in bands).
@@ -45,6 +49,41 @@ def reach(config: TCMConfig) -> int:
     """
     w = config.atten_window
     return (w + w // 2 - 1) + 3 + 3
+
+
+def hyper_reach(config: TCMConfig) -> int:
+    """Rows of ``z`` above and below whose hyper-synthesis output a latent row may depend on, plus one
+    attention window: the upsampling block (a 3x3 convolution at the z rows, one after the upsampling,
+    the upsampling skip: 3 rows at twice z's resolution), each TCM block (its residual block's two 3x3
+    convolutions or a window of ``hyper_window`` rows: max(2, window - 1)), the final 3x3 convolution (1);
+    halved to z rows, rounded up, and one window (the shifted windows' masks see a band's edge as the
+    map's) and one row of margin added."""
+    w = config.hyper_window
+    rows = 3 + config.hyper_depth * max(2, w - 1) + 1  # at twice z's resolution
+    return -(-rows // 2) + -(-w // 2) + 1
+
+
+class HyperRows:
+    """A hyper-synthesis output (latent means or scales) that computes the rows asked for from ``z``.
+
+    Args:
+        module: ``h_mean_s`` or ``h_scale_s``: (B, Z, zh, zw) -> (B, M, 4 zh, 4 zw).
+        z: (B, Z, zh, zw) the (gain-corrected) hyper-latent.
+        size: (h, w) of the latent (the output is cropped to it, as the whole one is).
+        config: the model's configuration (hyper window and depth).
+    """
+
+    def __init__(self, module: Callable[[Tensor], Tensor], z: Tensor, size: tuple[int, int], config: TCMConfig):
+        self.module, self.z, self.size = module, z, size
+        self.halo = hyper_reach(config)
+        self.align = max(1, config.hyper_window // 2)  # z rows of one attention window (at twice z's resolution)
+
+    def rows(self, a0: int, a1: int) -> Tensor:
+        """Latent rows ``a0 .. a1`` (B, M, a1 - a0, w): equal to the whole output's up to float summation order."""
+        zh, w = self.z.shape[2], self.size[1]
+        z0 = max(0, a0 // 4 - self.halo) // self.align * self.align  # windows where they are in the whole map
+        z1 = min(zh, -(-(-(-a1 // 4) + self.halo) // self.align) * self.align)
+        return self.module(self.z[:, :, z0:z1])[:, :, a0 - 4 * z0 : a1 - 4 * z0, :w]
 
 
 def row_bands(h: int, w: int, config: TCMConfig, budget: int | None = None) -> list[Band] | None:
@@ -77,12 +116,13 @@ def row_bands(h: int, w: int, config: TCMConfig, budget: int | None = None) -> l
     return out
 
 
-def banded(fn: Callable[..., Tensor], inputs: Sequence[Tensor], bands: list[Band] | None) -> Tensor:
+def banded(fn: Callable[..., Tensor], inputs: Sequence[Tensor | HyperRows], bands: list[Band] | None) -> Tensor:
     """``fn(*inputs)`` computed band by band: ``fn`` maps (B, C_i, rows, W) inputs to (B, C, rows, W).
 
     Args:
         fn: a function of row-aligned feature maps that keeps their height and width.
-        inputs: its (B, C_i, H, W) arguments, all of the same H and W.
+        inputs: its (B, C_i, H, W) arguments, all of the same H and W; with ``bands``, also
+            :class:`HyperRows`, whose rows are computed for each band.
         bands: from :func:`row_bands`; ``None``: the whole map at once.
 
     Returns:
@@ -92,9 +132,9 @@ def banded(fn: Callable[..., Tensor], inputs: Sequence[Tensor], bands: list[Band
         return fn(*inputs)
     out = None
     for r0, r1, a0, a1 in bands:
-        part = fn(*(t[:, :, a0:a1] for t in inputs))
+        part = fn(*(t.rows(a0, a1) if isinstance(t, HyperRows) else t[:, :, a0:a1] for t in inputs))
         if out is None:
             b, c, _, width = part.shape
-            out = torch.empty(b, c, inputs[0].shape[2], width, dtype=part.dtype, device=part.device)
+            out = torch.empty(b, c, bands[-1][1], width, dtype=part.dtype, device=part.device)
         out[:, :, r0:r1] = part[:, :, r0 - a0 : r1 - a0]
     return out

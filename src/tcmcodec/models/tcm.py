@@ -16,7 +16,7 @@ from ..layers import (
 )
 from .gain import GainUnit
 from .config import TCMConfig
-from .bands import Band, banded, row_bands
+from .bands import Band, HyperRows, banded, row_bands
 from .streams import ModelStreams
 from .params import CHECK_BYTES, deterministic, param_net, slice_check, verify_check
 from .tiling import Tiling, analyze, synthesize
@@ -135,11 +135,16 @@ class TCM(nn.Module):
     # The entropy-parameter path takes ``net``: the model itself, or its float64 copy for coding
     # (``params.param_net``), so that every machine computes the same table indexes.
     def _hyper_synthesis(
-        self, z_hat: Tensor, q: Tensor | None, size: tuple[int, int], net: nn.Module | None = None
-    ) -> tuple[Tensor, Tensor]:
+        self, z_hat: Tensor, q: Tensor | None, size: tuple[int, int], net: nn.Module | None = None,
+        bands: list[Band] | None = None,
+    ) -> tuple[Tensor | HyperRows, Tensor | HyperRows]:
+        """Latent means and scales (B, M, h, w); with ``bands``, as :class:`~.bands.HyperRows` that
+        compute each band's rows when it reads them (no whole-latent float64 means and scales)."""
         net = self if net is None else net
         if q is not None:
             z_hat = net.inv_hyper_gain(z_hat, q)
+        if bands is not None and getattr(net, "heads", None) is not None:  # the float64 copy (params.SliceHeads)
+            return HyperRows(net.h_mean_s, z_hat, size, self.config), HyperRows(net.h_scale_s, z_hat, size, self.config)
         h, w = size
         return net.h_mean_s(z_hat)[:, :, :h, :w], net.h_scale_s(z_hat)[:, :, :h, :w]
 
@@ -275,11 +280,11 @@ class TCM(nn.Module):
         y, z = self._analysis(x, q, tiling)
         z_coder = SymbolEncoder()
         _, z_hat = self.entropy_bottleneck.compress(z, z_coder)
-        latent_means, latent_scales = self._hyper_synthesis(z_hat.to(dtype), q, y.shape[2:], net)
+        bands = self._bands(*y.shape[2:], dtype)
+        latent_means, latent_scales = self._hyper_synthesis(z_hat.to(dtype), q, y.shape[2:], net, bands)
         y_coder = SymbolEncoder()
         y_hat_slices: list[Tensor] = []
         checks = bytearray()
-        bands = self._bands(*y.shape[2:], dtype)
         for i, y_slice in enumerate(y.chunk(self.config.num_slices, 1)):
             mu, scale, lrp_input = self._slice_params(i, latent_means, latent_scales, y_hat_slices, net, bands)
             indexes = self.gaussian_conditional.build_indexes(scale)
@@ -337,9 +342,9 @@ class TCM(nn.Module):
         net = param_net(self, param_dtype)
         with deterministic(first.device):
             z_hat = self.entropy_bottleneck.decompress(z_coder, (h, w)).to(param_dtype)
-            latent_means, latent_scales = self._hyper_synthesis(z_hat, q, (4 * h, 4 * w), net)
-            y_hat_slices: list[Tensor] = []
             bands = self._bands(4 * h, 4 * w, param_dtype)
+            latent_means, latent_scales = self._hyper_synthesis(z_hat, q, (4 * h, 4 * w), net, bands)
+            y_hat_slices: list[Tensor] = []
             for i in range(self.config.num_slices):
                 mu, scale, lrp_input = self._slice_params(i, latent_means, latent_scales, y_hat_slices, net, bands)
                 indexes = self.gaussian_conditional.build_indexes(scale)
