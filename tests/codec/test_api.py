@@ -251,8 +251,9 @@ def test_the_memory_estimate_grows_with_pixels_and_width(tcm_xs):
 
 
 def test_the_tiled_estimate_covers_the_measured_peaks(tcm_xs):
-    # benchmarks/README.md: tcm-xs peaked at 1.07 GiB (3840x2160) and 2.14 GiB (7680x4320) in its default
-    # tiles; tcm-s (M = 320: a larger whole-latent entropy state) at 1.94 and 3.60 GiB.
+    # benchmarks/README.md: tcm-xs peaked at 1.07 GiB (3840x2160) and 2.14 GiB (7680x4320; 1.90 GiB with the
+    # hyper-synthesis in bands) in its default tiles; tcm-s (M = 320: a larger whole-latent entropy state)
+    # at 1.94 and 3.60 GiB (3.21 GiB).
     from tcmcodec.codec import memory, tiles
     from tcmcodec.zoo import get_preset
 

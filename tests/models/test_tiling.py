@@ -128,6 +128,7 @@ def test_entropy_parameters_in_bands_of_rows_code_the_same_streams(monkeypatch, 
     with torch.inference_mode():
         whole = model.compress(x, 4.0, return_x_hat=True)
         monkeypatch.setattr(bands, "BAND_BUDGET", 1)  # 8-row cores: 6 bands of the 48 latent rows
+        monkeypatch.setattr(bands, "HYPER_BUDGET", 0)  # and the hyper-synthesis band by band (HyperRows)
         assert len(bands.row_bands(48, 16, model.config)) == 6
         banded = model.compress(x, 4.0, return_x_hat=True)
         decoded = model.decompress(whole, 4.0, dtype=torch.uint8)

@@ -16,7 +16,7 @@ from ..layers import (
 )
 from .gain import GainUnit
 from .config import TCMConfig
-from .bands import Band, HyperRows, banded, row_bands
+from .bands import Band, HyperRows, banded, hyper_in_bands, row_bands
 from .streams import ModelStreams
 from .params import CHECK_BYTES, deterministic, param_net, slice_check, verify_check
 from .tiling import Tiling, analyze, synthesize
@@ -138,14 +138,16 @@ class TCM(nn.Module):
         self, z_hat: Tensor, q: Tensor | None, size: tuple[int, int], net: nn.Module | None = None,
         bands: list[Band] | None = None,
     ) -> tuple[Tensor | HyperRows, Tensor | HyperRows]:
-        """Latent means and scales (B, M, h, w); with ``bands``, as :class:`~.bands.HyperRows` that
-        compute each band's rows when it reads them (no whole-latent float64 means and scales)."""
+        """Latent means and scales (B, M, h, w); with ``bands`` and above ``bands.HYPER_BUDGET``, as
+        :class:`~.bands.HyperRows` that compute each band's rows when it reads them (no whole-latent
+        float64 means and scales)."""
         net = self if net is None else net
         if q is not None:
             z_hat = net.inv_hyper_gain(z_hat, q)
-        if bands is not None and getattr(net, "heads", None) is not None:  # the float64 copy (params.SliceHeads)
-            return HyperRows(net.h_mean_s, z_hat, size, self.config), HyperRows(net.h_scale_s, z_hat, size, self.config)
         h, w = size
+        # Band by band only in the float64 copy (params.SliceHeads) and for large outputs (bands.HYPER_BUDGET).
+        if bands is not None and getattr(net, "heads", None) is not None and hyper_in_bands(h, w, self.config):
+            return HyperRows(net.h_mean_s, z_hat, size, self.config), HyperRows(net.h_scale_s, z_hat, size, self.config)
         return net.h_mean_s(z_hat)[:, :, :h, :w], net.h_scale_s(z_hat)[:, :, :h, :w]
 
     def _synthesis(self, y_hat: Tensor, q: Tensor | None) -> Tensor:
