@@ -5,11 +5,11 @@ builds several whole-latent tensors of ``M + slice_dim * k`` channels: ~2 GiB fo
 7680x4320, more than its tiled transforms. Above :data:`BAND_BUDGET` per such tensor it runs on bands
 of latent rows instead: each band is computed with :func:`reach` rows of context above and below
 (rounded out to the attention window, so that every Swin window is where it is in the whole
-latent; clipped at the latent's border) and only its core rows are kept. The hyper-synthesis output
-(the latent means and scales that every slice reads, 2 x M float64 values per latent: 332 MB for
-``tcm-xs`` at 7680x4320) is then not kept whole either: :class:`HyperRows` computes the rows a band
-needs from the rows of ``z`` above them, with :func:`hyper_reach` rows of context, each time a band
-reads them (the hyper-synthesis is small next to the slices: ~5 % of the path per evaluation). Within the context, zero
+latent; clipped at the latent's border) and only its core rows are kept. A large hyper-synthesis
+output (the latent means and scales that every slice reads, 2 x M float64 values per latent: 332 MB for
+``tcm-xs`` at 7680x4320; above :data:`HYPER_BUDGET`) is then not kept whole either: :class:`HyperRows`
+computes the rows a band needs from the rows of ``z`` above them, with :func:`hyper_reach` rows of
+context, each time a band reads them (11-12 % more time at 7680x4320 for ~200 MiB less). Within the context, zero
 padding and the shifted-window masks see the band's edge instead of the neighbours; beyond
 :func:`reach` rows from it nothing does, so the cores equal the whole-latent values up to the order of
 float64 summation (the table indexes: identical, tested in ``tests/models/test_tiling.py``).
@@ -30,7 +30,9 @@ from torch import Tensor
 
 from .config import TCMConfig
 
-__all__ = ["BAND_BUDGET", "HYPER_BUDGET", "Band", "reach", "row_bands", "banded", "hyper_reach", "hyper_in_bands", "HyperRows"]
+__all__ = [
+    "BAND_BUDGET", "HYPER_BUDGET", "Band", "reach", "row_bands", "banded", "hyper_reach", "hyper_in_bands", "HyperRows",
+]
 
 #: Largest float64 tensor of the widest slice input (the hyper-synthesis output and the support of the
 #: earlier slices) that the path builds at once (4K with ``tcm-xs`` stays whole; 8K runs in bands).
