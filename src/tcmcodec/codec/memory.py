@@ -52,11 +52,16 @@ def image_bytes_per_pixel(model: "TCM") -> int:
     return 24 + model.config.M // 5
 
 
+def _padded(model: "TCM", height: int, width: int) -> tuple[int, int]:
+    """The image size the model codes: height and width rounded up to ``model.pad_multiple``."""
+    m = model.pad_multiple
+    return -(-height // m) * m, -(-width // m) * m
+
+
 def estimate_bytes(model: "TCM", height: int, width: int, tiling: "Tiling | None" = None) -> int:
     """Estimated peak memory of coding a ``height`` x ``width`` image (padded to 64) with ``model``
     (``tiling``: the transforms run on one tile at a time)."""
-    m = model.pad_multiple
-    hp, wp = -(-height // m) * m, -(-width // m) * m
+    hp, wp = _padded(model, height, width)
     per_n = BYTES_PER_PIXEL_PER_N * model.config.N
     base = _BASE + _BYTES_PER_WEIGHT * sum(p.numel() for p in model.parameters())
     if tiling is None or not tiling.active(hp // 16, wp // 16):
@@ -68,8 +73,7 @@ def estimate_bytes(model: "TCM", height: int, width: int, tiling: "Tiling | None
 def fits_untiled(model: "TCM", height: int, width: int) -> bool:
     """Whether the transforms of a whole ``height`` x ``width`` image (padded to 64) fit :data:`TILE_BUDGET`,
     the memory one tile may take: such images need no tiles (which cost time at their seams)."""
-    m = model.pad_multiple
-    hp, wp = -(-height // m) * m, -(-width // m) * m
+    hp, wp = _padded(model, height, width)
     return BYTES_PER_PIXEL_PER_N * model.config.N * hp * wp <= TILE_BUDGET  # the untiled transforms' term
 
 
