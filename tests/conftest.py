@@ -16,10 +16,12 @@ shared CPU, multi-threaded small convolutions are up to 100x slower from thread 
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import importlib.util
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +34,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before anything imports torch
 # No test downloads anything: the authors' checkpoints are looked up in an empty cache, offline (the
 # download path is tested against a local server in tests/zoo/test_hub.py).
 os.environ["TCMCODEC_OFFLINE"] = "1"
-os.environ["TCMCODEC_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="tcmcodec-test-cache-"), "cache")
+_CACHE_ROOT = tempfile.mkdtemp(prefix="tcmcodec-test-cache-")
+atexit.register(shutil.rmtree, _CACHE_ROOT, ignore_errors=True)  # one run leaves no folder behind
+os.environ["TCMCODEC_CACHE"] = os.path.join(_CACHE_ROOT, "cache")
 
 #: The shared data folder next to the repository clone (e.g. /work/shared next to /work/main).
 SHARED_DIR = Path(os.environ.get("TCMCODEC_SHARED_DIR") or Path(__file__).resolve().parents[1].parent / "shared")
