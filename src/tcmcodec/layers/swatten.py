@@ -49,6 +49,8 @@ class SWAtten(nn.Module):
         self.out_conv = conv1x1(inter_dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, d, H, W)
-        u = self.in_conv(x)  # (B, inter, H, W)
-        out = self.conv_a(u) * torch.sigmoid(self.conv_b(self.non_local_block(u))) + u
-        return self.out_conv(out)
+        return self.out_conv(self.attend(self.in_conv(x)))
+
+    def attend(self, u: Tensor) -> Tensor:
+        """The squeezed part: ``conv_a(u) * sigmoid(conv_b(swin(u))) + u`` for ``u = in_conv(x)`` (B, inter, H, W)."""
+        return self.conv_a(u) * torch.sigmoid(self.conv_b(self.non_local_block(u))) + u

@@ -36,6 +36,7 @@ import contextlib
 import copy
 import types
 import zlib
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ from . import winograd
 
 __all__ = [
     "PARAM_MODULES", "CHECK_BYTES", "version_key", "param_net", "slice_check", "verify_check", "deterministic",
-    "banded_conv2d", "ComposedConv", "SliceHeads",
+    "banded_conv2d", "squeezed_attention", "ComposedConv", "SliceHeads",
 ]
 
 #: Sub-modules of a TCM that compute the entropy parameters (means, scales, LRP) from ``z_hat``.
@@ -113,6 +114,29 @@ def banded_conv2d(x: Tensor, conv: nn.Conv2d, channels: tuple[int, int] | None =
         else:
             out[:, :, r0:r1] = winograd.conv3x3(F.pad(x[:, :, lo:hi], (p, p, *pad_rows)), u, bias_)
     return out
+
+
+def squeezed_attention(atten: nn.Module, parts: Sequence[Tensor]) -> Tensor:
+    """``atten(torch.cat(parts, dim=1))`` of the float64 copy (its SWAtten ends at the squeezed width,
+    see :class:`SliceHeads`) without building the concatenation: SWAtten's input 1x1 convolution is a
+    sum of products with the parts (the concatenated support of the last slice is 280 float64 channels
+    for ``tcm-xs``, 120 MB per band at 7680x4320; its squeezed map 48).
+
+    Args:
+        atten: ``atten_mean[i]`` or ``atten_scale[i]`` of the copy (a one-module Sequential of SWAtten).
+        parts: (B, C_j, H, W) maps whose channels, concatenated in order, are SWAtten's input.
+
+    Returns:
+        (B, inter_dim, H, W) the squeezed output.
+    """
+    swatten = atten[0]
+    u, start = None, 0
+    for t in parts:
+        stop = start + t.shape[1]
+        part = banded_conv2d(t, swatten.in_conv, (start, stop), bias=u is None)  # (B, inter_dim, H, W)
+        u = part if u is None else u.add_(part)
+        start = stop
+    return swatten.attend(u)
 
 
 def _banded_forward(conv: nn.Conv2d, x: Tensor) -> Tensor:
