@@ -1,8 +1,8 @@
 """The entropy parameters of large latents, a band of latent rows at a time: bounded memory.
 
 The entropy-parameter path of one slice (SWAtten, the cc transforms, LRP; float64 when coding)
-builds several whole-latent tensors of ``M + slice_dim * k`` channels: ~2 GiB for ``tcm-xs`` at
-7680x4320, more than its tiled transforms. Above :data:`BAND_BUDGET` per such tensor it runs on bands
+reads ``M + slice_dim * k`` channels per latent and builds several whole-latent intermediates: ~2 GiB
+for ``tcm-xs`` at 7680x4320, more than its tiled transforms. Above :data:`BAND_BUDGET` per such input it runs on bands
 of latent rows instead: each band is computed with :func:`reach` rows of context above and below
 (rounded out to the attention window, so that every Swin window is where it is in the whole
 latent; clipped at the latent's border) and only its core rows are kept. A large hyper-synthesis
@@ -34,8 +34,10 @@ __all__ = [
     "BAND_BUDGET", "HYPER_BUDGET", "Band", "reach", "row_bands", "banded", "hyper_reach", "hyper_in_bands", "HyperRows",
 ]
 
-#: Largest float64 tensor of the widest slice input (the hyper-synthesis output and the support of the
-#: earlier slices) that the path builds at once (4K with ``tcm-xs`` stays whole; 8K runs in bands).
+#: Largest float64 widest slice input (the hyper-synthesis output and the support of the earlier slices,
+#: as if concatenated) that the path reads at once (4K with ``tcm-xs`` stays whole; 8K runs in bands). Bands
+#: change the values by float64 rounding only (as thread counts do), so files decode whatever budget the
+#: build that wrote them used.
 BAND_BUDGET = 128 << 20
 
 #: Largest hyper-synthesis output (float64 means and scales together) kept whole when the slices run in

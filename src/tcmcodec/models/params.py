@@ -116,20 +116,20 @@ def banded_conv2d(x: Tensor, conv: nn.Conv2d, channels: tuple[int, int] | None =
     return out
 
 
-def squeezed_attention(atten: nn.Module, parts: Sequence[Tensor]) -> Tensor:
-    """``atten(torch.cat(parts, dim=1))`` of the float64 copy (its SWAtten ends at the squeezed width,
-    see :class:`SliceHeads`) without building the concatenation: SWAtten's input 1x1 convolution is a
-    sum of products with the parts (the concatenated support of the last slice is 280 float64 channels
-    for ``tcm-xs``, 120 MB per band at 7680x4320; its squeezed map 48).
+def squeezed_attention(swatten: nn.Module, parts: Sequence[Tensor]) -> Tensor:
+    """``swatten(torch.cat(parts, dim=1))`` of the float64 copy, whose SWAtten ends at its squeezed width
+    (see :class:`SliceHeads`), without building the concatenation: SWAtten's input 1x1 convolution is a
+    sum of products with the parts (the last slice's input is 280 float64 channels for ``tcm-xs``, 120 MB
+    per band at 7680x4320; its squeezed map 48). The copy's SWAtten modules take this as their
+    ``forward``: ``atten_mean[i](parts)`` with a tuple of maps.
 
     Args:
-        atten: ``atten_mean[i]`` or ``atten_scale[i]`` of the copy (a one-module Sequential of SWAtten).
+        swatten: a SWAtten of the copy.
         parts: (B, C_j, H, W) maps whose channels, concatenated in order, are SWAtten's input.
 
     Returns:
         (B, inter_dim, H, W) the squeezed output.
     """
-    swatten = atten[0]
     u, start = None, 0
     for t in parts:
         stop = start + t.shape[1]
@@ -213,8 +213,9 @@ class SliceHeads(nn.Module):
 def _compose_heads(holder: nn.Module) -> None:
     """Give ``holder`` (the float64 copy of a TCM's parameter modules) ``heads``, a :class:`SliceHeads`
     per slice, and make the layers they replace identities: SWAtten's output convolutions and the
-    first convolutions of the cc and LRP transforms. The copy's SWAtten modules then return their
-    squeezed maps, and ``cc_*_transforms[i]`` start at their first GELU."""
+    first convolutions of the cc and LRP transforms. The copy's SWAtten modules then take the parts of
+    their input (:func:`squeezed_attention`) and return their squeezed maps, and ``cc_*_transforms[i]``
+    start at their first GELU."""
     names = ("atten_mean", "atten_scale", "cc_mean_transforms", "cc_scale_transforms", "lrp_transforms")
     if not all(hasattr(holder, n) for n in names):
         return
@@ -229,6 +230,8 @@ def _compose_heads(holder: nn.Module) -> None:
                             am.out_conv)
         heads.append(SliceHeads(mean, ComposedConv(cs[0].weight, cs[0].bias, ascale.out_conv), lrp_y))
         am.out_conv = ascale.out_conv = nn.Identity()
+        am.forward = types.MethodType(squeezed_attention, am)  # takes the parts of its input
+        ascale.forward = types.MethodType(squeezed_attention, ascale)
         cm[0] = cs[0] = lrp[0] = nn.Identity()
     holder.add_module("heads", heads)
 

@@ -18,7 +18,7 @@ from .gain import GainUnit
 from .config import TCMConfig
 from .bands import Band, HyperRows, banded, hyper_in_bands, row_bands
 from .streams import ModelStreams
-from .params import CHECK_BYTES, deterministic, param_net, slice_check, squeezed_attention, verify_check
+from .params import CHECK_BYTES, deterministic, param_net, slice_check, verify_check
 from .tiling import Tiling, analyze, synthesize
 from .transforms import analysis, shortcut_links, shortcut_taps, synthesis
 
@@ -182,12 +182,12 @@ class TCM(nn.Module):
             return net.cc_mean_transforms[i](ms), scale, ms
 
         def mean_and_lrp_part(*t: Tensor) -> Tensor:  # cc_mean_transforms[i] starts at its first GELU here
-            first = heads[i].mean(squeezed_attention(net.atten_mean[i], t))  # (B, 2 * hidden, rows, W)
+            first = heads[i].mean(net.atten_mean[i](t))  # (B, 2 * hidden, rows, W); SWAtten reads the parts
             hidden = first.shape[1] // 2
             return torch.cat([net.cc_mean_transforms[i](first[:, :hidden]), first[:, hidden:]], dim=1)
 
         def scale(*t: Tensor) -> Tensor:
-            return net.cc_scale_transforms[i](heads[i].scale(squeezed_attention(net.atten_scale[i], t)))
+            return net.cc_scale_transforms[i](heads[i].scale(net.atten_scale[i](t)))
 
         both = banded(mean_and_lrp_part, [latent_means, *support], bands)
         sd = self.slice_dim
