@@ -115,8 +115,8 @@ def _grouping_order(keys: np.ndarray, narrow: bool = True) -> np.ndarray:
     dtype, width = (np.uint32, 8) if narrow else (np.uint64, 16)
     shift = 8 * np.dtype(dtype).itemsize - width
     order = np.arange(n, dtype=dtype)  # (N,) the position in the low bits
-    words = order.view(f"u{width // 8}").reshape(n, -1)
-    words[:, -1 if sys.byteorder == "little" else 0] = keys  # (N,) the table key in the top bits
+    words = order.view(f"u{width // 8}").reshape(n, 4)  # (N, 4) uint8 or uint16 words of each value
+    words[:, 3 if sys.byteorder == "little" else 0] = keys  # (N,) the table key in the top bits
     order.sort()
     np.bitwise_and(order, dtype((1 << shift) - 1), out=order)
     return order if narrow else order.view(np.int64)
