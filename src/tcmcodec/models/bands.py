@@ -9,7 +9,8 @@ latent; clipped at the latent's border) and only its core rows are kept. A large
 output (the latent means and scales that every slice reads, 2 x M float64 values per latent: 332 MB for
 ``tcm-xs`` at 7680x4320; above :data:`HYPER_BUDGET`) is then not kept whole either: :class:`HyperRows`
 computes the rows a band needs from the rows of ``z`` above them, with :func:`hyper_reach` rows of
-context, each time a band reads them (11-12 % more time at 7680x4320 for ~200 MiB less). Within the context, zero
+context, each time a band reads them (11-12 % more time at 7680x4320 for ~200 MiB less); its last layer
+(a 3x3 convolution to ``4 M`` channels and a pixel shuffle) runs on the rows asked for only. Within the context, zero
 padding and the shifted-window masks see the band's edge instead of the neighbours; beyond
 :func:`reach` rows from it nothing does, so the cores equal the whole-latent values up to the order of
 float64 summation (the table indexes: identical, tested in ``tests/models/test_tiling.py``).
@@ -26,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .config import TCMConfig
 
@@ -89,17 +90,37 @@ class HyperRows:
         config: the model's configuration (hyper window and depth).
     """
 
-    def __init__(self, module: Callable[[Tensor], Tensor], z: Tensor, size: tuple[int, int], config: TCMConfig):
+    def __init__(self, module: nn.Sequential, z: Tensor, size: tuple[int, int], config: TCMConfig):
         self.module, self.z, self.size = module, z, size
         self.halo = hyper_reach(config)
         self.align = max(1, config.hyper_window // 2)  # z rows of one attention window (at twice z's resolution)
+        last = module[-1]
+        self.upsample = _subpel_factor(last)  # the last layer runs on the rows needed only (None: on all)
+        self.body = module[:-1] if self.upsample else module
 
     def rows(self, a0: int, a1: int) -> Tensor:
         """Latent rows ``a0 .. a1`` (B, M, a1 - a0, w): equal to the whole output's up to float summation order."""
         zh, w = self.z.shape[2], self.size[1]
         z0 = max(0, a0 // 4 - self.halo) // self.align * self.align  # windows where they are in the whole map
         z1 = min(zh, -(-(-(-a1 // 4) + self.halo) // self.align) * self.align)
-        return self.module(self.z[:, :, z0:z1])[:, :, a0 - 4 * z0 : a1 - 4 * z0, :w]
+        out = self.body(self.z[:, :, z0:z1])  # (B, C, rows, W) at the resolution before the last layer
+        l0, l1 = a0 - 4 * z0, a1 - 4 * z0  # the latent rows asked for, within this computation
+        r = self.upsample
+        if r:  # its 3x3 convolution on the rows that reach l0 .. l1 (one more each side), then the shuffle
+            c0, c1 = max(0, l0 // r - 1), min(out.shape[2], -(-l1 // r) + 1)
+            out, l0, l1 = self.module[-1](out[:, :, c0:c1]), l0 - r * c0, l1 - r * c0
+        return out[:, :, l0:l1, :w]
+
+
+def _subpel_factor(layer: nn.Module) -> int | None:
+    """r when ``layer`` is a 'same' 3x3 convolution followed by a pixel shuffle by r (``subpel_conv3x3``)."""
+    if not (isinstance(layer, nn.Sequential) and len(layer) == 2):
+        return None
+    conv, shuffle = layer
+    if (isinstance(conv, nn.Conv2d) and isinstance(shuffle, nn.PixelShuffle) and conv.kernel_size == (3, 3)
+            and conv.padding == (1, 1) and conv.stride == (1, 1) and conv.dilation == (1, 1)):
+        return shuffle.upscale_factor
+    return None
 
 
 def row_bands(h: int, w: int, config: TCMConfig, budget: int | None = None) -> list[Band] | None:
