@@ -266,6 +266,32 @@ def test_the_tiled_estimate_covers_the_measured_peaks(tcm_xs):
             assert peak * (1 << 30) < estimate(model, h, w) < 1.6 * peak * (1 << 30)
 
 
+def test_the_image_is_freed_before_the_entropy_coding(small, tcm_xs, monkeypatch):
+    # 100 MB at 7680x4320: once g_a has run, nothing of the encoder holds the padded pixels.
+    import weakref
+
+    from tcmcodec.codec import api
+
+    pixels, alive = [], []
+
+    def pad_spy(*args):
+        out = np.array(api_pad(*args))  # a fresh array the test can watch
+        pixels.append(weakref.ref(out))
+        return out
+
+    def params_spy(self, *args, **kwargs):
+        alive.append(pixels[0]() is not None)
+        return slice_params(self, *args, **kwargs)
+
+    api_pad, slice_params = api.pad_image, TCM._slice_params
+    monkeypatch.setattr(api, "pad_image", pad_spy)
+    monkeypatch.setattr(TCM, "_slice_params", params_spy)
+    data = codec.compress(small, tcm_xs, quality=3.0)
+    assert alive == [False] * tcm_xs.config.num_slices
+    monkeypatch.undo()
+    assert data == codec.compress(small, tcm_xs, quality=3.0)
+
+
 def test_exif_orientation_is_applied(small, tcm_xs, tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # display rotated 90 degrees clockwise

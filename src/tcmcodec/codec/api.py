@@ -113,13 +113,13 @@ def _compress(
         version=bitstream.TILED_VERSION if tiling.tile else bitstream.VERSION,
     )
     check_memory(model, height, width, "encode", tiling)
-    padded = pad_image(rgb, *header.padded_size, pad_mode)
+    padded = [pad_image(rgb, *header.padded_size, pad_mode)]
     del rgb  # the padded copy (or rgb itself) is all the coder reads: one full-size image less
     device = model_device(model)
     with torch.inference_mode():
-        x = _read_only_tensor(padded).to(device).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W) uint8
-        streams = model.compress(x, header.quality if model_levels(model) else None, return_x_hat=reconstruct,
-                                 tiling=tiling)
+        # The model's only reference to the image: it frees it after the analysis (TCM.compress).
+        streams = model.compress(_image_tensor(padded.pop(), device), header.quality if model_levels(model) else None,
+                                 return_x_hat=reconstruct, tiling=tiling)
         if tuple(streams.z_shape) != header.z_shape:
             raise RuntimeError(f"model coded z of shape {tuple(streams.z_shape)}, expected {header.z_shape}")
         rec = to_uint8_hwc(streams.x_hat, height, width) if reconstruct else None
@@ -129,6 +129,11 @@ def _compress(
     if alpha is not None:
         coded[ALPHA_STREAM] = encode_alpha(alpha)
     return bitstream.pack(header, coded), (finish_image(rec, alpha, mode) if reconstruct else None)
+
+
+def _image_tensor(rgb: np.ndarray, device: "torch.device") -> "torch.Tensor":
+    """(H, W, 3) uint8 pixels -> (1, 3, H, W) uint8 tensor on ``device`` (a view on CPU)."""
+    return _read_only_tensor(rgb).to(device).permute(2, 0, 1).unsqueeze(0)
 
 
 def _read_only_tensor(array: np.ndarray) -> "torch.Tensor":

@@ -241,7 +241,6 @@ class TCM(nn.Module):
         return self.entropy_bottleneck.aux_loss()
 
     # ------------------------------------------------------------------ real coding
-    @torch.no_grad()
     def compress(
         self,
         x: Tensor,
@@ -268,18 +267,24 @@ class TCM(nn.Module):
         Returns:
             ``ModelStreams`` with the coded z and y, the per-slice check values and, when asked for,
             ``x_hat`` clamped to [0, 1] in x's dtype (uint8: rounded, as the decoder's ``uint8`` output).
+            When the caller holds no other reference to ``x``, it is freed after the analysis, before
+            the entropy coding (``tcmcodec.codec`` passes its image so; no decorator holds it either).
         """
         self._check_input(x)
         if x.shape[0] != 1:
             raise ValueError("compress codes one image at a time (batch size 1)")
         net = param_net(self, param_dtype)
-        with deterministic(x.device):
-            return self._compress(x, self._quality(quality, 1, x.device), return_x_hat, net, param_dtype, tiling)
+        q = self._quality(quality, 1, x.device)
+        out_dtype = torch.uint8 if x.dtype == torch.uint8 else x.dtype
+        with torch.no_grad(), deterministic(x.device):
+            y, z = self._analysis(x, q, tiling)
+            del x  # our last reference to the image
+            return self._compress(y, z, q, return_x_hat, net, param_dtype, tiling, out_dtype)
 
     def _compress(
-        self, x: Tensor, q: Tensor | None, return_x_hat: bool, net: nn.Module, dtype, tiling: Tiling
+        self, y: Tensor, z: Tensor, q: Tensor | None, return_x_hat: bool, net: nn.Module, dtype, tiling: Tiling,
+        out_dtype: torch.dtype,
     ) -> ModelStreams:
-        y, z = self._analysis(x, q, tiling)
         z_coder = SymbolEncoder()
         _, z_hat = self.entropy_bottleneck.compress(z, z_coder)
         bands = self._bands(*y.shape[2:], dtype)
@@ -287,18 +292,21 @@ class TCM(nn.Module):
         y_coder = SymbolEncoder()
         y_hat_slices: list[Tensor] = []
         checks = bytearray()
-        for i, y_slice in enumerate(y.chunk(self.config.num_slices, 1)):
+        y_dtype, z_shape = y.dtype, tuple(z.shape[2:])
+        y_slices = [t.clone() for t in y.chunk(self.config.num_slices, 1)]  # each freed once coded
+        del y, z
+        for i in range(self.config.num_slices):
             mu, scale, lrp_input = self._slice_params(i, latent_means, latent_scales, y_hat_slices, net, bands)
             indexes = self.gaussian_conditional.build_indexes(scale)
             checks += slice_check(indexes)
-            _, y_hat_slice = self.gaussian_conditional.compress(y_slice.to(dtype), scale, mu, y_coder, indexes=indexes)
+            y_slice, y_slices[i] = y_slices[i].to(dtype), None  # (B, M / slices, h, w)
+            _, y_hat_slice = self.gaussian_conditional.compress(y_slice, scale, mu, y_coder, indexes=indexes)
+            del y_slice
             y_hat_slices.append(self._lrp(i, lrp_input, y_hat_slice, net, bands))
-        x_hat, z_shape = None, tuple(z.shape[2:])
+        x_hat = None
         if return_x_hat:
-            y_dtype = y.dtype
-            del latent_means, latent_scales, mu, scale, lrp_input, y_slice, y, z  # whole-latent tensors
+            del latent_means, latent_scales, mu, scale, lrp_input  # whole-latent tensors
             y_hat = cat_as(y_hat_slices, y_dtype)  # (empties the list of float64 slices)
-            out_dtype = torch.uint8 if x.dtype == torch.uint8 else x.dtype
             x_hat = self._reconstruct(y_hat, q, tiling, out_dtype)
         return ModelStreams(z=z_coder.finish(), y=y_coder.finish(), z_shape=z_shape, checks=bytes(checks), x_hat=x_hat)
 
