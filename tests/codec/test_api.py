@@ -266,28 +266,35 @@ def test_the_tiled_estimate_covers_the_measured_peaks(tcm_xs):
             assert peak * (1 << 30) < estimate(model, h, w) < 1.6 * peak * (1 << 30)
 
 
-def test_the_image_is_freed_before_the_entropy_coding(small, tcm_xs, monkeypatch):
-    # 100 MB at 7680x4320: once g_a has run, nothing of the encoder holds the padded pixels.
+def test_the_image_and_the_whole_latent_are_freed_before_the_entropy_coding(small, tcm_xs, monkeypatch):
+    # 100 MB of pixels and 83 MB of y at 7680x4320 (tcm-xs): once g_a has run, nothing of the encoder holds
+    # the padded pixels, and the latent is held slice by slice (each freed once coded).
     import weakref
 
     from tcmcodec.codec import api
 
-    pixels, alive = [], []
+    watched, alive = [], []
 
     def pad_spy(*args):
         out = np.array(api_pad(*args))  # a fresh array the test can watch
-        pixels.append(weakref.ref(out))
+        watched.append(weakref.ref(out))
         return out
 
+    def analysis_spy(self, *args, **kwargs):
+        y, z = analysis(self, *args, **kwargs)
+        watched.append(weakref.ref(y))
+        return y, z
+
     def params_spy(self, *args, **kwargs):
-        alive.append(pixels[0]() is not None)
+        alive.append([ref() is not None for ref in watched])
         return slice_params(self, *args, **kwargs)
 
-    api_pad, slice_params = api.pad_image, TCM._slice_params
+    api_pad, analysis, slice_params = api.pad_image, TCM._analysis, TCM._slice_params
     monkeypatch.setattr(api, "pad_image", pad_spy)
+    monkeypatch.setattr(TCM, "_analysis", analysis_spy)
     monkeypatch.setattr(TCM, "_slice_params", params_spy)
     data = codec.compress(small, tcm_xs, quality=3.0)
-    assert alive == [False] * tcm_xs.config.num_slices
+    assert alive == [[False, False]] * tcm_xs.config.num_slices
     monkeypatch.undo()
     assert data == codec.compress(small, tcm_xs, quality=3.0)
 

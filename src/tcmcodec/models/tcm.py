@@ -277,14 +277,17 @@ class TCM(nn.Module):
         q = self._quality(quality, 1, x.device)
         out_dtype = torch.uint8 if x.dtype == torch.uint8 else x.dtype
         with torch.no_grad(), deterministic(x.device):
-            y, z = self._analysis(x, q, tiling)
+            # [y, z] in a list that _compress empties: no frame keeps the whole y while the slices are coded.
+            latents = list(self._analysis(x, q, tiling))
             del x  # our last reference to the image
-            return self._compress(y, z, q, return_x_hat, net, param_dtype, tiling, out_dtype)
+            return self._compress(latents, q, return_x_hat, net, param_dtype, tiling, out_dtype)
 
     def _compress(
-        self, y: Tensor, z: Tensor, q: Tensor | None, return_x_hat: bool, net: nn.Module, dtype, tiling: Tiling,
+        self, latents: list[Tensor], q: Tensor | None, return_x_hat: bool, net: nn.Module, dtype, tiling: Tiling,
         out_dtype: torch.dtype,
     ) -> ModelStreams:
+        y, z = latents  # (1, M, h, w), (1, Z, h / 4, w / 4)
+        latents.clear()
         z_coder = SymbolEncoder()
         _, z_hat = self.entropy_bottleneck.compress(z, z_coder)
         bands = self._bands(*y.shape[2:], dtype)
