@@ -52,6 +52,11 @@ def image_bytes_per_pixel(model: "TCM") -> int:
     return 24 + model.config.M // 5
 
 
+def _transforms_bytes_per_pixel(model: "TCM") -> int:
+    """Peak bytes per pixel of the untiled transforms of ``model`` (:data:`BYTES_PER_PIXEL_PER_N` times N)."""
+    return BYTES_PER_PIXEL_PER_N * model.config.N
+
+
 def _padded(model: "TCM", height: int, width: int) -> tuple[int, int]:
     """The image size the model codes: height and width rounded up to ``model.pad_multiple``."""
     m = model.pad_multiple
@@ -62,25 +67,25 @@ def estimate_bytes(model: "TCM", height: int, width: int, tiling: "Tiling | None
     """Estimated peak memory of coding a ``height`` x ``width`` image (padded to 64) with ``model``
     (``tiling``: the transforms run on one tile at a time)."""
     hp, wp = _padded(model, height, width)
-    per_n = BYTES_PER_PIXEL_PER_N * model.config.N
+    per_px = _transforms_bytes_per_pixel(model)
     base = _BASE + _BYTES_PER_WEIGHT * sum(p.numel() for p in model.parameters())
     if tiling is None or not tiling.active(hp // 16, wp // 16):
-        return base + per_n * hp * wp
+        return base + per_px * hp * wp
     side = 16 * (tiling.tile + 2 * tiling.overlap + 4)  # the largest tile with its context, in pixels
-    return base + per_n * min(hp, side) * min(wp, side) + image_bytes_per_pixel(model) * hp * wp
+    return base + per_px * min(hp, side) * min(wp, side) + image_bytes_per_pixel(model) * hp * wp
 
 
 def fits_untiled(model: "TCM", height: int, width: int) -> bool:
     """Whether the transforms of a whole ``height`` x ``width`` image (padded to 64) fit :data:`TILE_BUDGET`,
     the memory one tile may take: such images need no tiles (which cost time at their seams)."""
     hp, wp = _padded(model, height, width)
-    return BYTES_PER_PIXEL_PER_N * model.config.N * hp * wp <= TILE_BUDGET  # the untiled transforms' term
+    return _transforms_bytes_per_pixel(model) * hp * wp <= TILE_BUDGET  # the untiled transforms' term
 
 
 def default_tile(model: "TCM") -> int:
     """The default core side, in latents, of ``model``'s tiles: the largest whose tile with context fits
     :data:`TILE_BUDGET` (at most 64 latents = 1024 px: ``tcm-xs``; 44 = 704 px for ``tcm-s``)."""
-    side = math.sqrt(TILE_BUDGET / (BYTES_PER_PIXEL_PER_N * model.config.N))  # pixels, context included
+    side = math.sqrt(TILE_BUDGET / _transforms_bytes_per_pixel(model))  # pixels, context included
     latents = int((side - 2 * 64) // 16) // 4 * 4
     return max(16, min(64, latents))
 
