@@ -299,34 +299,33 @@ def test_the_image_and_the_whole_latent_are_freed_before_the_entropy_coding(smal
     assert data == codec.compress(small, tcm_xs, quality=3.0)
 
 
-def test_the_decoded_slices_are_freed_before_the_synthesis(small, tcm_xs, monkeypatch):
-    # At 7680x4320 (tcm-xs) the last slice's float64 values before LRP are 41 MB and its table indexes
-    # 21 MB: neither the decoder nor the encoder's reconstruction keeps them while g_s runs.
+def test_each_slice_frees_its_whole_latent_tensors_before_the_next_slice_and_the_synthesis(small, tcm_xs, monkeypatch):
+    # A slice's means, scales, table indexes, LRP input, symbols and values before LRP are whole-latent
+    # (~210 MB for tcm-xs at 7680x4320): none is alive when the next slice's parameters or g_s run, in
+    # the encoder (with its reconstruction) and in the decoder.
     import weakref
 
     from tcmcodec.entropy.gaussian import GaussianConditional
 
     watched, alive = [], []
 
-    def spy(method):
+    def spy(method, check=False):
         def wrapped(self, *args, **kwargs):
+            if check:
+                alive.append(sum(ref() is not None for ref in watched))
+                watched.clear()
             out = method(self, *args, **kwargs)
             watched.extend(weakref.ref(t) for t in (out if isinstance(out, tuple) else (out,)) if t is not None)
             return out
         return wrapped
 
-    def reconstruct_spy(self, *args, **kwargs):
-        alive.append(sum(ref() is not None for ref in watched))
-        watched.clear()
-        return reconstruct(self, *args, **kwargs)
-
-    reconstruct = TCM._reconstruct
     for name in ("compress", "decompress", "build_indexes"):
         monkeypatch.setattr(GaussianConditional, name, spy(getattr(GaussianConditional, name)))
-    monkeypatch.setattr(TCM, "_reconstruct", reconstruct_spy)
+    monkeypatch.setattr(TCM, "_slice_params", spy(TCM._slice_params, check=True))
+    monkeypatch.setattr(TCM, "_reconstruct", spy(TCM._reconstruct, check=True))
     data, _ = codec.compress_with_reconstruction(small, tcm_xs, quality=3.0)
     codec.decompress(data, model=tcm_xs)
-    assert alive == [0, 0]
+    assert alive == [0] * (2 * (tcm_xs.config.num_slices + 1))
 
 
 def test_exif_orientation_is_applied(small, tcm_xs, tmp_path):
